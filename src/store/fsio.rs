@@ -1,0 +1,284 @@
+//! The only code that touches entry files on disk.
+//!
+//! Why each step exists (see `DNSMASQ-FACTS.md`):
+//! - temp files are dot-prefixed and live in the target directory, because
+//!   dnsmasq's inotify reads any non-dot file the moment it is closed, and a
+//!   cross-directory rename is not atomic;
+//! - the temp file gets its mode set explicitly (umask and temp-file
+//!   libraries default to 0600, which dnsmasq running as `nobody` cannot read);
+//! - data is fsynced before the rename and the directory after it, so an
+//!   acknowledged write survives a crash or power loss;
+//! - a delete first renames the file to a dotfile and unlinks that: dnsmasq
+//!   ignores both events, so no `cannot read` error line reaches its log.
+
+use std::fs::{self, File, OpenOptions, Permissions};
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// Suffix of the temp files this broker creates; only files with it (or
+/// [`DELETE_MARK`]) are removed as stale at start-up.
+pub(crate) const TEMP_SUFFIX: &str = ".hdb-tmp";
+/// Infix of the dotfile a deleted entry is renamed to before it is unlinked.
+pub(crate) const DELETE_MARK: &str = ".hdb-del-";
+/// Name of the lock file kept in each managed directory.
+pub(crate) const LOCK_FILE: &str = ".hostsdir-broker.lock";
+
+/// An I/O error together with the path it concerns, so every message names
+/// the file ("failed to write `…`").
+#[derive(Debug, thiserror::Error)]
+#[error("failed to {action} `{}`: {source}", path.display())]
+pub struct FsError {
+    /// What was being attempted ("write", "rename", "fsync", …).
+    pub action: &'static str,
+    /// The file or directory concerned.
+    pub path: PathBuf,
+    /// The operating system's error.
+    #[source]
+    pub source: io::Error,
+}
+
+impl FsError {
+    pub(crate) fn new(action: &'static str, path: impl Into<PathBuf>, source: io::Error) -> Self {
+        FsError {
+            action,
+            path: path.into(),
+            source,
+        }
+    }
+
+    /// True when the error is "no space left on device" (or quota exceeded).
+    pub fn is_no_space(&self) -> bool {
+        matches!(self.source.raw_os_error(), Some(28) | Some(122))
+    }
+}
+
+/// A temp file that has been written and fsynced but not yet renamed into
+/// place. Dropping it without [`Prepared::commit`] removes it.
+pub(crate) struct Prepared {
+    temp: tempfile::NamedTempFile,
+    target: PathBuf,
+}
+
+/// Writes `bytes` to a dot-prefixed temp file next to `dir/name`, sets `mode`,
+/// and fsyncs it. Nothing visible to dnsmasq changes yet.
+pub(crate) fn prepare(
+    dir: &Path,
+    name: &str,
+    bytes: &[u8],
+    mode: u32,
+) -> Result<Prepared, FsError> {
+    let target = dir.join(name);
+    let mut temp = tempfile::Builder::new()
+        .prefix(&format!(".{name}."))
+        .suffix(TEMP_SUFFIX)
+        .tempfile_in(dir)
+        .map_err(|e| FsError::new("create a temp file in", dir, e))?;
+    let path = temp.path().to_path_buf();
+    let file = temp.as_file_mut();
+    file.set_permissions(Permissions::from_mode(mode))
+        .map_err(|e| FsError::new("set the mode of", &path, e))?;
+    file.write_all(bytes)
+        .map_err(|e| FsError::new("write", &path, e))?;
+    file.sync_all()
+        .map_err(|e| FsError::new("fsync", &path, e))?;
+    Ok(Prepared { temp, target })
+}
+
+impl Prepared {
+    /// Renames the temp file over its target (atomic within the directory).
+    pub(crate) fn commit(self) -> Result<(), FsError> {
+        let target = self.target;
+        self.temp
+            .persist(&target)
+            .map(|_| ())
+            .map_err(|e| FsError::new("rename a temp file onto", &target, e.error))
+    }
+}
+
+/// Removes `dir/name` without dnsmasq noticing: rename to a dotfile, unlink.
+pub(crate) fn remove(dir: &Path, name: &str) -> Result<(), FsError> {
+    let target = dir.join(name);
+    let hidden = dir.join(format!(".{name}{DELETE_MARK}{}", std::process::id()));
+    fs::rename(&target, &hidden).map_err(|e| FsError::new("remove", &target, e))?;
+    fs::remove_file(&hidden).map_err(|e| FsError::new("unlink", &hidden, e))
+}
+
+/// Makes the directory's entries (renames, unlinks) durable.
+pub(crate) fn fsync_dir(dir: &Path) -> Result<(), FsError> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| FsError::new("fsync the directory", dir, e))
+}
+
+/// True for file names this broker leaves behind when killed mid-write.
+pub(crate) fn is_stale_temp(file_name: &str) -> bool {
+    file_name.starts_with('.')
+        && (file_name.ends_with(TEMP_SUFFIX) || file_name.contains(DELETE_MARK))
+}
+
+/// Reads a whole file, naming the path on error.
+pub(crate) fn read(path: &Path) -> Result<Vec<u8>, FsError> {
+    fs::read(path).map_err(|e| FsError::new("read", path, e))
+}
+
+/// An exclusive `flock` on a directory's lock file, held until dropped.
+///
+/// The lock file also stores a generation counter that every mutation bumps:
+/// a broker that finds a generation other than the one it last wrote knows
+/// another process changed the directory and rescans before it checks
+/// preconditions.
+pub(crate) struct DirLock {
+    file: File,
+    path: PathBuf,
+}
+
+impl DirLock {
+    /// Takes the lock, polling until `timeout` has passed.
+    pub(crate) fn acquire(dir: &Path, timeout: Duration) -> Result<DirLock, FsError> {
+        let path = dir.join(LOCK_FILE);
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(|e| FsError::new("open the lock file", &path, e))?;
+        let _ = file.set_permissions(Permissions::from_mode(0o644));
+        let start = Instant::now();
+        let mut pause = Duration::from_millis(1);
+        loop {
+            match file.try_lock() {
+                Ok(()) => return Ok(DirLock { file, path }),
+                Err(fs::TryLockError::WouldBlock) if start.elapsed() < timeout => {
+                    std::thread::sleep(pause);
+                    pause = (pause * 2).min(Duration::from_millis(50));
+                }
+                Err(fs::TryLockError::WouldBlock) => {
+                    let e = io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        format!("still held by another process after {timeout:?}"),
+                    );
+                    return Err(FsError::new("lock", &path, e));
+                }
+                Err(fs::TryLockError::Error(e)) => return Err(FsError::new("lock", &path, e)),
+            }
+        }
+    }
+
+    /// The generation stored in the lock file (0 when empty or unreadable).
+    pub(crate) fn generation(&mut self) -> Result<u64, FsError> {
+        let mut text = String::new();
+        self.file
+            .seek(SeekFrom::Start(0))
+            .and_then(|_| self.file.read_to_string(&mut text))
+            .map_err(|e| FsError::new("read the lock file", &self.path, e))?;
+        Ok(text.trim().parse().unwrap_or(0))
+    }
+
+    /// Stores a new generation.
+    pub(crate) fn set_generation(&mut self, generation: u64) -> Result<(), FsError> {
+        let text = format!("{generation}\n");
+        self.file
+            .set_len(0)
+            .and_then(|_| self.file.seek(SeekFrom::Start(0)))
+            .and_then(|_| self.file.write_all(text.as_bytes()))
+            .map_err(|e| FsError::new("write the lock file", &self.path, e))
+    }
+}
+
+/// Waits (bounded) for an exclusive `flock` on an existing entry file, the
+/// protocol of legacy writers such as Ironic's stock provider, so a replace
+/// never interleaves with one of them. Returns the held file; a missing file
+/// needs no wait.
+pub(crate) fn wait_for_legacy_lock(
+    path: &Path,
+    timeout: Duration,
+) -> Result<Option<File>, FsError> {
+    let file = match File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(FsError::new("open", path, e)),
+    };
+    let start = Instant::now();
+    loop {
+        match file.try_lock() {
+            Ok(()) => return Ok(Some(file)),
+            Err(fs::TryLockError::WouldBlock) if start.elapsed() < timeout => {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            Err(fs::TryLockError::WouldBlock) => {
+                let e = io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!("another writer held its lock for over {timeout:?}"),
+                );
+                return Err(FsError::new("lock", path, e));
+            }
+            Err(fs::TryLockError::Error(e)) => return Err(FsError::new("lock", path, e)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prepared_file_has_mode_and_is_invisible_until_commit() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = prepare(dir.path(), "a", b"x\n", 0o644).unwrap();
+        let names: Vec<_> = fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        assert_eq!(names.len(), 1);
+        assert!(
+            names[0].starts_with(".a.") && names[0].ends_with(TEMP_SUFFIX),
+            "{names:?}"
+        );
+        p.commit().unwrap();
+        let meta = fs::metadata(dir.path().join("a")).unwrap();
+        assert_eq!(meta.permissions().mode() & 0o7777, 0o644);
+        assert_eq!(fs::read(dir.path().join("a")).unwrap(), b"x\n");
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn dropped_prepare_leaves_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        drop(prepare(dir.path(), "a", b"x\n", 0o600).unwrap());
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn remove_leaves_no_dotfile() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(dir.path().join("a"), "x").unwrap();
+        remove(dir.path(), "a").unwrap();
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn lock_excludes_a_second_holder_and_keeps_generation() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut a = DirLock::acquire(dir.path(), Duration::from_secs(1)).unwrap();
+        assert_eq!(a.generation().unwrap(), 0);
+        a.set_generation(41).unwrap();
+        let err = DirLock::acquire(dir.path(), Duration::from_millis(30))
+            .err()
+            .unwrap();
+        assert!(err.to_string().contains(LOCK_FILE), "{err}");
+        drop(a);
+        let mut b = DirLock::acquire(dir.path(), Duration::from_secs(1)).unwrap();
+        assert_eq!(b.generation().unwrap(), 41);
+    }
+
+    #[test]
+    fn stale_temp_names() {
+        assert!(is_stale_temp(".ironic-x.conf.Ab12Cd.hdb-tmp"));
+        assert!(is_stale_temp(".x.hdb-del-123"));
+        assert!(!is_stale_temp(".hostsdir-broker.lock"));
+        assert!(!is_stale_temp("x.hdb-tmp"));
+    }
+}

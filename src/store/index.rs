@@ -1,0 +1,278 @@
+//! The in-memory view of both directories: name → entry, and the
+//! MAC / IPv4 / IPv6 → host-name maps that enforce "one entry per address".
+//!
+//! Only the writer thread mutates it; readers take a short read lock. It is
+//! rebuilt from disk at start-up and whenever another process changed the
+//! directories, so it is a cache of the files, never the source of truth.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::{Ipv4Addr, Ipv6Addr};
+use std::ops::Bound;
+use std::sync::Arc;
+
+use serde::Serialize;
+
+use super::{Entry, Kind, Spec};
+use crate::entry::{Mac, Name};
+
+/// Something a host entry may hold exclusively.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Key {
+    /// A hardware address.
+    Mac(Mac),
+    /// A fixed IPv4 address.
+    V4(Ipv4Addr),
+    /// A fixed IPv6 address.
+    V6(Ipv6Addr),
+}
+
+impl Key {
+    /// The API field the key comes from, for conflict messages.
+    pub fn field(&self) -> &'static str {
+        match self {
+            Key::Mac(_) => "macs",
+            Key::V4(_) => "ipv4",
+            Key::V6(_) => "ipv6",
+        }
+    }
+}
+
+impl std::fmt::Display for Key {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Key::Mac(m) => m.fmt(f),
+            Key::V4(a) => a.fmt(f),
+            Key::V6(a) => a.fmt(f),
+        }
+    }
+}
+
+/// The exclusive keys of a spec (none for options).
+pub(crate) fn keys_of(spec: &Spec) -> Vec<Key> {
+    match spec {
+        Spec::Host(h) => h
+            .macs()
+            .iter()
+            .map(|m| Key::Mac(*m))
+            .chain(h.ipv4().map(Key::V4))
+            .chain(h.ipv6().map(Key::V6))
+            .collect(),
+        Spec::Options(_) => Vec::new(),
+    }
+}
+
+/// A file in a managed directory that is not a usable entry.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Problem {
+    /// Which directory.
+    pub kind: Kind,
+    /// The file name.
+    pub file: String,
+    /// Why it is not indexed.
+    pub reason: String,
+}
+
+/// Inode, size and mtime of a file: equal stamps mean unchanged contents
+/// (for files replaced by rename, which is how everyone should write).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stamp {
+    ino: u64,
+    size: u64,
+    mtime_ns: i128,
+}
+
+impl Stamp {
+    /// The stamp of a file's metadata.
+    pub fn of(meta: &std::fs::Metadata) -> Stamp {
+        use std::os::unix::fs::MetadataExt;
+        Stamp {
+            ino: meta.ino(),
+            size: meta.size(),
+            mtime_ns: i128::from(meta.mtime()) * 1_000_000_000 + i128::from(meta.mtime_nsec()),
+        }
+    }
+}
+
+/// Filters for listing entries.
+#[derive(Debug, Default, Clone)]
+pub struct ListQuery {
+    /// Only hosts holding this MAC.
+    pub mac: Option<Mac>,
+    /// Only entries carrying this tag (set or match tag, or an option's tag).
+    pub tag: Option<String>,
+    /// Only names starting with this.
+    pub prefix: Option<String>,
+    /// Only names sorting after this (the cursor).
+    pub after: Option<String>,
+    /// At most this many.
+    pub limit: usize,
+}
+
+/// Both directories' entries plus the uniqueness maps.
+#[derive(Debug, Default)]
+pub struct Index {
+    hosts: BTreeMap<Name, Arc<Entry>>,
+    options: BTreeMap<Name, Arc<Entry>>,
+    /// Who holds each MAC / IP. When files on disk already break the rule
+    /// (written by others), the first name in sort order is kept here and the
+    /// clash is listed in `duplicates`.
+    holders: HashMap<Key, Name>,
+    /// Files that could not be indexed, with the reason.
+    pub problems: Vec<Problem>,
+    /// Address clashes found among files not written by this broker, by file.
+    duplicates: BTreeMap<(Kind, String), String>,
+    /// What each file looked like on disk when last read or written, so a
+    /// rescan re-reads only files that changed.
+    stamps: HashMap<(Kind, Name), Stamp>,
+    /// How many host entries carry a `set:` tag (kept current so the
+    /// dnsmasq 2.90 crash check is O(1) on the commit path).
+    set_tag_hosts: usize,
+}
+
+pub(crate) fn has_set_tags(spec: &Spec) -> bool {
+    matches!(spec, Spec::Host(h) if !h.set_tags().is_empty())
+}
+
+impl Index {
+    fn map(&self, kind: Kind) -> &BTreeMap<Name, Arc<Entry>> {
+        match kind {
+            Kind::Host => &self.hosts,
+            Kind::Option => &self.options,
+        }
+    }
+
+    fn map_mut(&mut self, kind: Kind) -> &mut BTreeMap<Name, Arc<Entry>> {
+        match kind {
+            Kind::Host => &mut self.hosts,
+            Kind::Option => &mut self.options,
+        }
+    }
+
+    /// The entry stored under `name`.
+    pub fn get(&self, kind: Kind, name: &str) -> Option<&Arc<Entry>> {
+        self.map(kind).get(name)
+    }
+
+    /// Number of entries of a kind.
+    pub fn len(&self, kind: Kind) -> usize {
+        self.map(kind).len()
+    }
+
+    /// The host entry holding `key`, if any.
+    pub fn holder(&self, key: &Key) -> Option<&Name> {
+        self.holders.get(key)
+    }
+
+    /// True when some host entry carries a `set:` tag (relevant to
+    /// dnsmasq 2.90's crash on SIGHUP).
+    pub fn any_set_tags(&self) -> bool {
+        self.set_tag_hosts > 0
+    }
+
+    /// Inserts or replaces an entry, keeping the address maps in step.
+    pub fn insert(&mut self, entry: Arc<Entry>) -> Option<Arc<Entry>> {
+        let kind = entry.spec.kind();
+        let old = self.remove(kind, entry.name.as_str());
+        for key in keys_of(&entry.spec) {
+            match self.holders.get(&key) {
+                Some(holder) if holder != &entry.name => {
+                    let reason = format!("{} `{key}` is also held by `{holder}`", key.field());
+                    self.duplicates
+                        .insert((kind, entry.name.to_string()), reason);
+                }
+                _ => {
+                    self.holders.insert(key, entry.name.clone());
+                }
+            }
+        }
+        self.set_tag_hosts += usize::from(has_set_tags(&entry.spec));
+        self.map_mut(kind).insert(entry.name.clone(), entry);
+        old
+    }
+
+    /// Removes an entry, releasing its addresses.
+    pub fn remove(&mut self, kind: Kind, name: &str) -> Option<Arc<Entry>> {
+        self.duplicates.remove(&(kind, name.to_string()));
+        let old = self.map_mut(kind).remove(name)?;
+        self.stamps.remove(&(kind, old.name.clone()));
+        self.set_tag_hosts -= usize::from(has_set_tags(&old.spec));
+        for key in keys_of(&old.spec) {
+            if self.holders.get(&key).map(|n| n.as_str()) == Some(name) {
+                self.holders.remove(&key);
+            }
+        }
+        Some(old)
+    }
+
+    /// Entries matching `q`, sorted by name, and whether more follow.
+    pub fn list(&self, kind: Kind, q: &ListQuery) -> (Vec<Arc<Entry>>, bool) {
+        let start = match &q.after {
+            Some(a) => Bound::Excluded(a.as_str()),
+            None => Bound::Unbounded,
+        };
+        let mut items = Vec::new();
+        let iter = self
+            .map(kind)
+            .range::<str, _>((start, Bound::Unbounded))
+            .map(|(_, e)| e)
+            .take_while(|e| {
+                q.prefix
+                    .as_deref()
+                    .is_none_or(|p| e.name.as_str().starts_with(p) || e.name.as_str() < p)
+            })
+            .filter(|e| {
+                q.prefix
+                    .as_deref()
+                    .is_none_or(|p| e.name.as_str().starts_with(p))
+            })
+            .filter(|e| {
+                q.mac
+                    .is_none_or(|m| matches!(&e.spec, Spec::Host(h) if h.macs().contains(&m)))
+            })
+            .filter(|e| q.tag.as_deref().is_none_or(|t| e.spec.has_tag(t)));
+        for e in iter {
+            if items.len() == q.limit {
+                return (items, true);
+            }
+            items.push(e.clone());
+        }
+        (items, false)
+    }
+
+    /// Names of a kind starting with `prefix`.
+    pub fn names_with_prefix(&self, kind: Kind, prefix: &str) -> Vec<Name> {
+        self.map(kind)
+            .range::<str, _>((Bound::Included(prefix), Bound::Unbounded))
+            .take_while(|(n, _)| n.as_str().starts_with(prefix))
+            .map(|(n, _)| n.clone())
+            .collect()
+    }
+
+    /// Records how `name`'s file looks on disk now.
+    pub fn set_stamp(&mut self, kind: Kind, name: Name, stamp: Stamp) {
+        self.stamps.insert((kind, name), stamp);
+    }
+
+    /// The entry under `name` if its file still has this stamp.
+    pub fn unchanged(&self, kind: Kind, name: &str, stamp: &Stamp) -> Option<&Arc<Entry>> {
+        let entry = self.get(kind, name)?;
+        (self.stamps.get(&(kind, entry.name.clone())) == Some(stamp)).then_some(entry)
+    }
+
+    /// Address clashes among entries on disk.
+    pub fn duplicates(&self) -> Vec<Problem> {
+        self.duplicates
+            .iter()
+            .map(|((kind, file), reason)| Problem {
+                kind: *kind,
+                file: file.clone(),
+                reason: reason.clone(),
+            })
+            .collect()
+    }
+
+    /// Every entry of a kind (for snapshot comparisons).
+    pub fn iter(&self, kind: Kind) -> impl Iterator<Item = &Arc<Entry>> {
+        self.map(kind).values()
+    }
+}

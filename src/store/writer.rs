@@ -1,0 +1,674 @@
+//! The one thread that changes the directories.
+//!
+//! Requests arrive over a channel. The writer takes whatever is queued (up to
+//! `max_group`) as one group: one lock acquisition, one staleness check, the
+//! requests applied in order, one fsync per directory touched, then every
+//! request of the group is answered. Under load this turns N fsyncs of the
+//! directory into one (group commit) without delaying a lone request.
+//!
+//! A request is all-or-nothing: every op is checked against the index (with
+//! the effects of earlier ops of the same request overlaid) and every temp
+//! file is written and fsynced before the first rename. Only an I/O error
+//! during the renames themselves (which do not allocate) could leave part of
+//! a request applied; the writer then rescans so the index tells the truth.
+
+use std::collections::HashMap;
+use std::sync::mpsc::{Receiver, Sender};
+use std::sync::Arc;
+
+use tokio::sync::oneshot;
+
+use super::fsio::{self, FsError};
+use super::index::{has_set_tags, keys_of, Key};
+use super::scan::{self, Locks};
+use super::{
+    Applied, Entry, Index, Kind, Op, OpError, Outcome, Precondition, ReloadSink, Shared, Status,
+    StoreError,
+};
+use crate::entry::Name;
+
+/// A message to the writer.
+pub(crate) enum Request {
+    /// Apply ops all-or-nothing.
+    Apply {
+        ops: Vec<Op>,
+        actor: String,
+        reply: oneshot::Sender<Result<Applied, OpError>>,
+    },
+    /// Compare the index with the directories (external changes).
+    Refresh {
+        reply: oneshot::Sender<Result<u64, StoreError>>,
+    },
+}
+
+/// Starts the writer thread.
+pub(crate) fn spawn(
+    shared: Arc<Shared>,
+    generation: u64,
+    reloads: Arc<dyn ReloadSink>,
+) -> Sender<Request> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let writer = Writer {
+        shared,
+        generation,
+        reloads,
+    };
+    std::thread::Builder::new()
+        .name("store-writer".into())
+        .spawn(move || writer.run(rx))
+        // Failing to start a thread at start-up leaves nothing to serve.
+        .expect("cannot start the store writer thread");
+    tx
+}
+
+struct Writer {
+    shared: Arc<Shared>,
+    /// The generation this broker last saw in (or wrote to) the lock file.
+    generation: u64,
+    reloads: Arc<dyn ReloadSink>,
+}
+
+/// What one request did, before the group's fsync decides its answer.
+struct Done {
+    applied: Applied,
+    needs_reload: bool,
+    risky: bool,
+}
+
+/// Reload needs gathered over a group.
+#[derive(Default)]
+struct GroupReload {
+    needed: bool,
+    risky: bool,
+    reason: &'static str,
+}
+
+impl Writer {
+    fn run(mut self, rx: Receiver<Request>) {
+        let max = self.shared.config.max_group.max(1);
+        while let Ok(first) = rx.recv() {
+            let mut group = vec![first];
+            while group.len() < max {
+                match rx.try_recv() {
+                    Ok(r) => group.push(r),
+                    Err(_) => break,
+                }
+            }
+            self.commit_group(group);
+        }
+        tracing::debug!("store writer stopped");
+    }
+
+    fn commit_group(&mut self, group: Vec<Request>) {
+        let shared = self.shared.clone();
+        let config = &shared.config;
+        let mut locks = match Locks::acquire(config) {
+            Ok(l) => l,
+            Err(e) => return self.fail_group(group, e),
+        };
+        let mut reload = GroupReload::default();
+        match locks.hosts.generation() {
+            Ok(g) if g != self.generation => {
+                tracing::info!(
+                    seen = g,
+                    known = self.generation,
+                    "another process changed the directories; rescanning"
+                );
+                if let Err(e) = self.rescan(&mut reload) {
+                    return self.fail_group(group, e);
+                }
+                self.generation = g;
+            }
+            Ok(_) => {}
+            Err(e) => return self.fail_group(group, e),
+        }
+
+        let mut touched = [false; 2];
+        let mut answers = Vec::with_capacity(group.len());
+        for request in group {
+            match request {
+                Request::Apply { ops, actor, reply } => {
+                    let result = self.apply(&ops, &actor, &mut touched);
+                    answers.push(Answer::Apply(reply, result));
+                }
+                Request::Refresh { reply } => {
+                    let result = self.rescan(&mut reload).map_err(StoreError::from);
+                    answers.push(Answer::Refresh(reply, result));
+                }
+            }
+        }
+
+        let mut fsync_error = None;
+        for (i, kind) in [Kind::Host, Kind::Option].into_iter().enumerate() {
+            if touched[i] {
+                if let Err(e) = fsio::fsync_dir(config.dir(kind)) {
+                    tracing::error!("{e}");
+                    fsync_error = Some(e);
+                }
+            }
+        }
+        if touched.iter().any(|t| *t) {
+            self.generation += 1;
+            if let Err(e) = locks.hosts.set_generation(self.generation) {
+                tracing::error!("{e}");
+            }
+        }
+        *self
+            .shared
+            .seen_mtimes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = scan::dir_mtimes(config);
+        drop(locks);
+
+        for a in &answers {
+            if let Answer::Apply(_, Ok(done)) = a {
+                reload.needed |= done.needs_reload;
+                reload.risky |= done.risky;
+                if done.needs_reload {
+                    reload.reason = "change";
+                }
+            }
+        }
+        let ticket = reload
+            .needed
+            .then(|| self.reloads.reload_needed(reload.reason, reload.risky));
+        self.record(fsync_error.as_ref(), answers.len());
+
+        for a in answers {
+            match a {
+                Answer::Apply(reply, result) => {
+                    let result = match (result, &fsync_error) {
+                        (Ok(_), Some(e)) => Err(OpError {
+                            index: 0,
+                            error: StoreError::from(FsError::new(
+                                e.action,
+                                e.path.clone(),
+                                std::io::Error::new(e.source.kind(), e.source.to_string()),
+                            )),
+                        }),
+                        (Ok(mut done), None) => {
+                            if done.needs_reload {
+                                done.applied.reload_ticket = ticket;
+                            }
+                            Ok(done.applied)
+                        }
+                        (Err(e), _) => Err(e),
+                    };
+                    let _ = reply.send(result);
+                }
+                Answer::Refresh(reply, result) => {
+                    let _ = reply.send(result);
+                }
+            }
+        }
+    }
+
+    fn record(&self, error: Option<&FsError>, requests: usize) {
+        let mut stats = self.shared.stats.lock().unwrap_or_else(|p| p.into_inner());
+        stats.commits += 1;
+        stats.requests += requests as u64;
+        stats.last_error = error.map(|e| e.to_string());
+    }
+
+    fn fail_group(&self, group: Vec<Request>, e: FsError) {
+        tracing::error!("{e}");
+        self.shared
+            .stats
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .last_error = Some(e.to_string());
+        for request in group {
+            let err = || {
+                StoreError::from(FsError::new(
+                    e.action,
+                    e.path.clone(),
+                    std::io::Error::new(e.source.kind(), e.source.to_string()),
+                ))
+            };
+            match request {
+                Request::Apply { reply, .. } => {
+                    let _ = reply.send(Err(OpError {
+                        index: 0,
+                        error: err(),
+                    }));
+                }
+                Request::Refresh { reply } => {
+                    let _ = reply.send(Err(err()));
+                }
+            }
+        }
+    }
+
+    /// Rebuilds the index from disk and counts what others changed. Every
+    /// difference schedules a reload: dnsmasq on this node may not have seen
+    /// it (another node's write), and removals or changes always need one.
+    fn rescan(&mut self, reload: &mut GroupReload) -> Result<u64, FsError> {
+        let mut index = self.shared.index.write().unwrap_or_else(|p| p.into_inner());
+        let fresh = scan::scan(&self.shared.config, true, Some(&index))?;
+        let mut changes = 0u64;
+        let mut risky = fresh.any_set_tags();
+        for kind in [Kind::Host, Kind::Option] {
+            for old in index.iter(kind) {
+                match fresh.get(kind, old.name.as_str()) {
+                    Some(new) if new.etag == old.etag => {}
+                    _ => {
+                        changes += 1;
+                        risky |= has_set_tags(&old.spec);
+                    }
+                }
+            }
+            changes += fresh
+                .iter(kind)
+                .filter(|e| index.get(kind, e.name.as_str()).is_none())
+                .count() as u64;
+        }
+        *index = fresh;
+        drop(index);
+        if changes > 0 {
+            tracing::info!(changes, "external changes found in the directories");
+            reload.needed = true;
+            reload.risky |= risky;
+            reload.reason = "external";
+        }
+        let mut stats = self.shared.stats.lock().unwrap_or_else(|p| p.into_inner());
+        stats.rescans += 1;
+        stats.external_changes += changes;
+        Ok(changes)
+    }
+
+    fn apply(&mut self, ops: &[Op], actor: &str, touched: &mut [bool; 2]) -> Result<Done, OpError> {
+        let plan = {
+            let index = self.shared.index.read().unwrap_or_else(|p| p.into_inner());
+            plan(&index, ops)?
+        };
+        let shared = self.shared.clone();
+        let config = &shared.config;
+
+        // Phase 1: every new file written and fsynced as a dotfile.
+        let mut prepared = Vec::new();
+        for change in &plan.changes {
+            if let Some(new) = &change.new {
+                let dir = config.dir(change.kind);
+                let p = fsio::prepare(
+                    dir,
+                    new.name.as_str(),
+                    new.text.as_bytes(),
+                    config.file_mode,
+                )
+                .map_err(|e| OpError {
+                    index: change.op,
+                    error: e.into(),
+                })?;
+                prepared.push(Some(p));
+            } else {
+                prepared.push(None);
+            }
+        }
+
+        // Phase 2: wait out legacy writers holding a file we replace.
+        let mut legacy_locks = Vec::new();
+        for change in plan.changes.iter().filter(|c| c.old.is_some()) {
+            let path = config.dir(change.kind).join(change.name.as_str());
+            match fsio::wait_for_legacy_lock(&path, config.legacy_lock_timeout) {
+                Ok(f) => legacy_locks.push(f),
+                Err(e) => {
+                    return Err(OpError {
+                        index: change.op,
+                        error: e.into(),
+                    })
+                }
+            }
+        }
+
+        // Phase 3: renames and removals, then the index.
+        let mut failed = None;
+        for (change, p) in plan.changes.iter().zip(prepared) {
+            let dir = config.dir(change.kind);
+            let result = match p {
+                Some(p) => p.commit(),
+                None => fsio::remove(dir, change.name.as_str()),
+            };
+            if let Err(e) = result {
+                failed = Some((change.op, e));
+                break;
+            }
+            touched[change.kind as usize] = true;
+        }
+        drop(legacy_locks);
+        if let Some((op, e)) = failed {
+            tracing::error!(
+                "a commit failed part-way: {e}; rescanning so the index matches the directories"
+            );
+            let _ = self.rescan(&mut GroupReload::default());
+            return Err(OpError {
+                index: op,
+                error: e.into(),
+            });
+        }
+
+        let mut index = self.shared.index.write().unwrap_or_else(|p| p.into_inner());
+        let mut risky = false;
+        let mut needs_reload = false;
+        let (mut written, mut removed) = (0u64, 0u64);
+        for change in &plan.changes {
+            if let Some(old) = &change.old {
+                needs_reload = true;
+                risky |= has_set_tags(&old.spec);
+            }
+            match &change.new {
+                Some(new) => {
+                    index.insert(new.clone());
+                    if let Ok(meta) =
+                        std::fs::metadata(config.dir(change.kind).join(change.name.as_str()))
+                    {
+                        index.set_stamp(change.kind, change.name.clone(), super::Stamp::of(&meta));
+                    }
+                    written += 1;
+                }
+                None => {
+                    index.remove(change.kind, change.name.as_str());
+                    removed += 1;
+                }
+            }
+        }
+        risky |= index.any_set_tags();
+        drop(index);
+        {
+            let mut stats = self.shared.stats.lock().unwrap_or_else(|p| p.into_inner());
+            stats.files_written += written;
+            stats.files_removed += removed;
+        }
+        for o in &plan.outcomes {
+            if o.status != Status::Unchanged {
+                tracing::info!(
+                    who = actor,
+                    kind = %o.kind,
+                    name = %o.name,
+                    action = ?o.status,
+                    old_etag = o.old_etag.map(|e| e.to_string()).unwrap_or_default(),
+                    new_etag = o.entry.as_ref().map(|e| e.etag.to_string()).unwrap_or_default(),
+                    "entry changed"
+                );
+            }
+        }
+        Ok(Done {
+            applied: Applied {
+                outcomes: plan.outcomes,
+                reload_ticket: None,
+            },
+            needs_reload,
+            risky,
+        })
+    }
+}
+
+enum Answer {
+    Apply(
+        oneshot::Sender<Result<Applied, OpError>>,
+        Result<Done, OpError>,
+    ),
+    Refresh(
+        oneshot::Sender<Result<u64, StoreError>>,
+        Result<u64, StoreError>,
+    ),
+}
+
+/// One file to write or remove.
+struct Change {
+    /// The op that asked for it (for error positions).
+    op: usize,
+    kind: Kind,
+    name: Name,
+    /// What is on disk now.
+    old: Option<Arc<Entry>>,
+    /// What will be (`None`: remove).
+    new: Option<Arc<Entry>>,
+}
+
+struct Plan {
+    outcomes: Vec<Outcome>,
+    changes: Vec<Change>,
+}
+
+/// Per name touched by a request: the op that last touched it, and the
+/// entry it will have (`None`: removed).
+type Touched = HashMap<(Kind, Name), (usize, Option<Arc<Entry>>)>;
+
+/// The index as it will be after the ops checked so far.
+struct Overlay<'a> {
+    index: &'a Index,
+    entries: Touched,
+}
+
+impl<'a> Overlay<'a> {
+    fn current(&self, kind: Kind, name: &Name) -> Option<Arc<Entry>> {
+        match self.entries.get(&(kind, name.clone())) {
+            Some((_, e)) => e.clone(),
+            None => self.index.get(kind, name.as_str()).cloned(),
+        }
+    }
+
+    fn set(&mut self, op: usize, kind: Kind, name: Name, new: Option<Arc<Entry>>) {
+        self.entries.insert((kind, name), (op, new));
+    }
+
+    /// One entry per MAC / IP, checked on the state the whole request leaves
+    /// behind, so a request may move an address from one entry to another.
+    fn check_unique(&self) -> Result<(), OpError> {
+        let mut claims: HashMap<Key, &Name> = HashMap::new();
+        let mut touched: Vec<_> = self
+            .entries
+            .iter()
+            .filter(|((k, _), _)| *k == Kind::Host)
+            .collect();
+        touched.sort_by_key(|(_, (op, _))| *op);
+        for ((_, name), (op, entry)) in touched {
+            let Some(entry) = entry else { continue };
+            // An entry left as it is on disk is not re-judged (files written
+            // by others may already clash; status lists that).
+            let unchanged = self
+                .index
+                .get(Kind::Host, name.as_str())
+                .is_some_and(|e| e.text == entry.text);
+            for key in keys_of(&entry.spec) {
+                if unchanged {
+                    claims.entry(key).or_insert(name);
+                    continue;
+                }
+                let holder = match claims.get(&key) {
+                    Some(n) => Some(*n),
+                    None => self
+                        .index
+                        .holder(&key)
+                        .filter(|h| !self.entries.contains_key(&(Kind::Host, (*h).clone()))),
+                };
+                if let Some(holder) = holder.filter(|h| *h != name) {
+                    return Err(OpError {
+                        index: *op,
+                        error: StoreError::Conflict {
+                            field: key.field(),
+                            value: key.to_string(),
+                            holder: holder.to_string(),
+                        },
+                    });
+                }
+                claims.insert(key, name);
+            }
+        }
+        Ok(())
+    }
+}
+
+fn precondition_holds(
+    pre: Precondition,
+    kind: Kind,
+    name: &Name,
+    current: Option<&Arc<Entry>>,
+) -> Result<(), StoreError> {
+    match (pre, current) {
+        (Precondition::None, _) => Ok(()),
+        (Precondition::IfAbsent, None) | (Precondition::IfExists, Some(_)) => Ok(()),
+        (Precondition::IfExists, None) => Err(StoreError::Precondition(format!("{kind} entry `{name}` does not exist, so it cannot match If-Match: *"))),
+        (Precondition::IfAbsent, Some(e)) => Err(StoreError::Precondition(format!(
+            "{kind} entry `{name}` already exists (ETag {}) and If-None-Match: * asks to create only",
+            e.etag.quoted()
+        ))),
+        (Precondition::IfMatch(want), Some(e)) if e.etag == want => Ok(()),
+        (Precondition::IfMatch(want), Some(e)) => Err(StoreError::Precondition(format!(
+            "{kind} entry `{name}` has ETag {}, not the If-Match value {}",
+            e.etag.quoted(),
+            want.quoted()
+        ))),
+        (Precondition::IfMatch(want), None) => Err(StoreError::Precondition(format!(
+            "{kind} entry `{name}` does not exist, so it cannot match If-Match {}",
+            want.quoted()
+        ))),
+    }
+}
+
+/// Checks every op against the index and decides the file changes.
+fn plan(index: &Index, ops: &[Op]) -> Result<Plan, OpError> {
+    let mut overlay = Overlay {
+        index,
+        entries: HashMap::new(),
+    };
+    let mut outcomes = Vec::new();
+    let at = |index: usize| move |error: StoreError| OpError { index, error };
+    for (i, op) in ops.iter().enumerate() {
+        match op {
+            Op::Put {
+                name,
+                spec,
+                precondition,
+            } => {
+                let o = put(&mut overlay, i, name, spec, *precondition).map_err(at(i))?;
+                outcomes.push(o);
+            }
+            Op::Delete {
+                kind,
+                name,
+                precondition,
+            } => {
+                let o = delete(&mut overlay, i, *kind, name, *precondition).map_err(at(i))?;
+                outcomes.push(o);
+            }
+            Op::Sync {
+                kind,
+                prefix,
+                items,
+            } => {
+                let wanted: HashMap<&Name, &super::Spec> =
+                    items.iter().map(|(n, s)| (n, s)).collect();
+                for name in index.names_with_prefix(*kind, prefix) {
+                    if !wanted.contains_key(&name) {
+                        outcomes.push(
+                            delete(&mut overlay, i, *kind, &name, Precondition::None)
+                                .map_err(at(i))?,
+                        );
+                    }
+                }
+                for (name, spec) in items {
+                    outcomes
+                        .push(put(&mut overlay, i, name, spec, Precondition::None).map_err(at(i))?);
+                }
+            }
+        }
+    }
+    overlay.check_unique()?;
+    let mut changes: Vec<Change> = overlay
+        .entries
+        .into_iter()
+        .filter_map(|((kind, name), (op, new))| {
+            let old = index.get(kind, name.as_str()).cloned();
+            let same = match (&old, &new) {
+                (Some(o), Some(n)) => o.text == n.text,
+                (None, None) => true,
+                _ => false,
+            };
+            (!same).then_some(Change {
+                op,
+                kind,
+                name,
+                old,
+                new,
+            })
+        })
+        .collect();
+    // Removals first, so a MAC moving between entries is never on disk twice.
+    changes.sort_by_key(|c| (c.new.is_some(), c.op));
+    Ok(Plan { outcomes, changes })
+}
+
+fn put(
+    overlay: &mut Overlay<'_>,
+    op: usize,
+    name: &Name,
+    spec: &super::Spec,
+    pre: Precondition,
+) -> Result<Outcome, StoreError> {
+    let kind = spec.kind();
+    if overlay.entries.contains_key(&(kind, name.clone())) {
+        return Err(StoreError::Repeated {
+            kind,
+            name: name.to_string(),
+        });
+    }
+    let current = overlay.current(kind, name);
+    precondition_holds(pre, kind, name, current.as_ref())?;
+    let new = Arc::new(Entry::canonical(name.clone(), spec.clone()));
+    if let Some(cur) = &current {
+        if cur.text == new.text {
+            overlay.set(op, kind, name.clone(), Some(cur.clone()));
+            return Ok(Outcome {
+                kind,
+                name: name.clone(),
+                status: Status::Unchanged,
+                entry: Some(cur.clone()),
+                old_etag: Some(cur.etag),
+            });
+        }
+    }
+    overlay.set(op, kind, name.clone(), Some(new.clone()));
+    Ok(Outcome {
+        kind,
+        name: name.clone(),
+        status: if current.is_some() {
+            Status::Replaced
+        } else {
+            Status::Created
+        },
+        entry: Some(new),
+        old_etag: current.map(|c| c.etag),
+    })
+}
+
+fn delete(
+    overlay: &mut Overlay<'_>,
+    op: usize,
+    kind: Kind,
+    name: &Name,
+    pre: Precondition,
+) -> Result<Outcome, StoreError> {
+    if overlay.entries.contains_key(&(kind, name.clone())) {
+        return Err(StoreError::Repeated {
+            kind,
+            name: name.to_string(),
+        });
+    }
+    let current = overlay.current(kind, name);
+    precondition_holds(pre, kind, name, current.as_ref())?;
+    let Some(cur) = current else {
+        return Err(StoreError::NotFound {
+            kind,
+            name: name.to_string(),
+        });
+    };
+    overlay.set(op, kind, name.clone(), None);
+    Ok(Outcome {
+        kind,
+        name: name.clone(),
+        status: Status::Deleted,
+        entry: None,
+        old_etag: Some(cur.etag),
+    })
+}
