@@ -1,0 +1,194 @@
+//! Methods `pidfile` and `process`: send SIGHUP to a dnsmasq this broker did
+//! not start (a sidecar with `shareProcessNamespace`, or a dnsmasq on the
+//! same host), then check that it survived.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+
+use super::dnsmasq::{self, Version};
+use super::{DnsmasqState, Reloader};
+
+/// How the dnsmasq process is found.
+#[derive(Debug, Clone)]
+pub enum Target {
+    /// The pid in this file (`dnsmasq -k --pid-file=…`).
+    Pidfile(PathBuf),
+    /// Every process whose `/proc/PID/comm` is this name.
+    Process(String),
+}
+
+impl Target {
+    /// The pids to signal now.
+    pub fn pids(&self) -> Result<Vec<i32>, String> {
+        match self {
+            Target::Pidfile(path) => {
+                let text = std::fs::read_to_string(path).map_err(|e| {
+                    format!("cannot read dnsmasq pid file `{}`: {e}", path.display())
+                })?;
+                let pid: i32 = text.trim().parse().map_err(|_| {
+                    format!(
+                        "dnsmasq pid file `{}` holds `{}`, not a pid",
+                        path.display(),
+                        text.trim()
+                    )
+                })?;
+                if !is_running(pid) {
+                    return Err(format!(
+                        "dnsmasq pid {pid} from `{}` is not running",
+                        path.display()
+                    ));
+                }
+                Ok(vec![pid])
+            }
+            Target::Process(name) => {
+                let pids = find_by_comm(name);
+                if pids.is_empty() {
+                    Err(format!("no process named `{name}` is visible in /proc (in Kubernetes, set shareProcessNamespace: true)"))
+                } else {
+                    Ok(pids)
+                }
+            }
+        }
+    }
+}
+
+/// Pids whose `comm` equals `name`.
+pub(crate) fn find_by_comm(name: &str) -> Vec<i32> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    let mut pids: Vec<i32> = dir
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim_end() == name)
+                && is_running(*pid)
+        })
+        .collect();
+    pids.sort();
+    pids
+}
+
+/// The state letter of `/proc/PID/stat` (`R`, `S`, `Z`, …).
+fn proc_state(pid: i32) -> Option<char> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The state follows the parenthesised command name, which may hold spaces.
+    stat.rsplit_once(')')?.1.trim_start().chars().next()
+}
+
+/// True when the process exists and is not a zombie.
+pub(crate) fn is_running(pid: i32) -> bool {
+    !matches!(proc_state(pid), None | Some('Z') | Some('X') | Some('x'))
+}
+
+/// After a SIGHUP, waits until dnsmasq is back to sleeping in its event loop
+/// (it re-reads every file while runnable) or dead. Returns false if it died.
+pub(crate) fn survived_reload(pid: i32, limit: Duration) -> bool {
+    let start = Instant::now();
+    let mut sleeping_seen = 0;
+    std::thread::sleep(Duration::from_millis(50));
+    while start.elapsed() < limit {
+        match proc_state(pid) {
+            None | Some('Z') | Some('X') | Some('x') => return false,
+            Some('S') => {
+                sleeping_seen += 1;
+                if sleeping_seen >= 2 {
+                    return true;
+                }
+            }
+            Some(_) => sleeping_seen = 0,
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    is_running(pid)
+}
+
+/// Signals an external dnsmasq.
+pub struct SignalReloader {
+    target: Target,
+    /// The version per pid, learned once per pid (pids change on restart).
+    versions: Mutex<Vec<(i32, Option<Version>)>>,
+    deaths: AtomicU64,
+}
+
+impl SignalReloader {
+    /// A reloader for `target`.
+    pub fn new(target: Target) -> SignalReloader {
+        SignalReloader {
+            target,
+            versions: Mutex::new(Vec::new()),
+            deaths: AtomicU64::new(0),
+        }
+    }
+
+    /// The version of `pid`, cached.
+    pub fn version(&self, pid: i32) -> Option<Version> {
+        // No lock is held across an await: this runs on blocking threads only.
+        let mut cache = self.versions.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((_, v)) = cache.iter().find(|(p, _)| *p == pid) {
+            return *v;
+        }
+        let v = dnsmasq::version_of_pid(pid);
+        if let Some(v) = v.filter(|v| v.crashes_on_sighup_with_set_tags()) {
+            tracing::warn!(pid, "{}", dnsmasq::crash_warning(v, false));
+        }
+        cache.push((pid, v));
+        v
+    }
+}
+
+impl Reloader for SignalReloader {
+    fn method(&self) -> &'static str {
+        match self.target {
+            Target::Pidfile(_) => "pidfile",
+            Target::Process(_) => "process",
+        }
+    }
+
+    fn reload(&self, risky: bool) -> Result<String, String> {
+        let pids = self.target.pids()?;
+        for &pid in &pids {
+            if let Some(v) = self
+                .version(pid)
+                .filter(|v| risky && v.crashes_on_sighup_with_set_tags())
+            {
+                return Err(format!(
+                    "refused to send SIGHUP to dnsmasq {v} (pid {pid}): hosts with `set:` tags are loaded and this version crashes on SIGHUP; upgrade dnsmasq to 2.91 or later"
+                ));
+            }
+        }
+        for &pid in &pids {
+            kill(Pid::from_raw(pid), Signal::SIGHUP)
+                .map_err(|e| format!("cannot send SIGHUP to dnsmasq pid {pid}: {e}"))?;
+        }
+        for &pid in &pids {
+            if !survived_reload(pid, Duration::from_secs(30)) {
+                self.deaths.fetch_add(1, Ordering::Relaxed);
+                tracing::error!(pid, "dnsmasq died after SIGHUP");
+                return Err(format!("dnsmasq (pid {pid}) died after SIGHUP"));
+            }
+        }
+        Ok(format!(
+            "SIGHUP sent to pid {}",
+            pids.iter()
+                .map(|p| p.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))
+    }
+
+    fn dnsmasq(&self) -> Option<DnsmasqState> {
+        let pid = self.target.pids().ok().and_then(|p| p.first().copied());
+        Some(DnsmasqState {
+            pid,
+            version: pid.and_then(|p| self.version(p)).map(|v| v.to_string()),
+            running: pid.is_some(),
+            deaths_after_reload: self.deaths.load(Ordering::Relaxed),
+            ..DnsmasqState::default()
+        })
+    }
+}

@@ -1,0 +1,267 @@
+//! Method `supervise`: dnsmasq runs as the broker's child.
+//!
+//! The simplest Kubernetes layout (one container) and the most robust: the
+//! broker knows the pid exactly, sees every exit, restarts dnsmasq with
+//! backoff when it dies, and forwards SIGTERM when it stops. On versions that
+//! crash on SIGHUP with `set:` tags loaded (2.90), a reload is done by
+//! restarting dnsmasq instead; on any version, a dnsmasq found dead after a
+//! SIGHUP is restarted at once, which loads the new entries anyway.
+
+use std::process::{Child, Command};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+
+use super::dnsmasq::{self, Version};
+use super::signal::survived_reload;
+use super::{DnsmasqState, Reloader};
+
+/// How long dnsmasq must run before a crash no longer counts towards backoff.
+const STABLE_AFTER: Duration = Duration::from_secs(30);
+
+struct Child_ {
+    child: Child,
+    started: Instant,
+}
+
+#[derive(Default)]
+struct Counters {
+    restarts: u64,
+    last_exit: Option<String>,
+    deaths_after_reload: u64,
+}
+
+struct Inner {
+    /// The dnsmasq command line, with a foreground flag ensured.
+    argv: Vec<String>,
+    version: Option<Version>,
+    /// The running child. A std mutex, only ever locked on blocking threads.
+    child: Mutex<Option<Child_>>,
+    counters: Mutex<Counters>,
+    stopping: AtomicBool,
+}
+
+/// Runs and watches a dnsmasq child.
+pub struct Supervisor {
+    inner: Arc<Inner>,
+}
+
+fn foreground(mut argv: Vec<String>) -> Vec<String> {
+    let fg = ["-k", "--keep-in-foreground", "-d", "--no-daemon"];
+    if !argv.iter().skip(1).any(|a| fg.contains(&a.as_str())) {
+        argv.insert(1, "--keep-in-foreground".into());
+    }
+    argv
+}
+
+impl Inner {
+    fn spawn(&self) -> Result<Child_, String> {
+        let child = Command::new(&self.argv[0])
+            .args(&self.argv[1..])
+            .spawn()
+            .map_err(|e| format!("cannot start dnsmasq `{}`: {e}", self.argv.join(" ")))?;
+        tracing::info!(pid = child.id(), "started dnsmasq");
+        Ok(Child_ {
+            child,
+            started: Instant::now(),
+        })
+    }
+
+    fn pid(&self) -> Option<i32> {
+        self.child
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .map(|c| c.child.id() as i32)
+    }
+
+    /// Stops the child (SIGTERM, then SIGKILL after 5 s) and reaps it.
+    fn stop(c: &mut Child_) -> String {
+        let pid = Pid::from_raw(c.child.id() as i32);
+        let _ = kill(pid, Signal::SIGTERM);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            match c.child.try_wait() {
+                Ok(Some(status)) => return status.to_string(),
+                Ok(None) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(20))
+                }
+                _ => {
+                    let _ = c.child.kill();
+                    return c
+                        .child
+                        .wait()
+                        .map(|s| s.to_string())
+                        .unwrap_or_else(|e| e.to_string());
+                }
+            }
+        }
+    }
+
+    /// Replaces the child with a fresh one (reads every file anew).
+    fn restart(&self, why: &str) -> Result<i32, String> {
+        let mut guard = self.child.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(mut old) = guard.take() {
+            let status = Inner::stop(&mut old);
+            self.counters
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .last_exit = Some(status);
+        }
+        let new = self.spawn()?;
+        let pid = new.child.id() as i32;
+        *guard = Some(new);
+        self.counters
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .restarts += 1;
+        tracing::warn!(pid, "restarted dnsmasq: {why}");
+        Ok(pid)
+    }
+
+    /// The monitor loop: restarts dnsmasq when it exits on its own.
+    fn monitor(self: Arc<Self>) {
+        let mut backoff = Duration::from_millis(100);
+        while !self.stopping.load(Ordering::SeqCst) {
+            std::thread::sleep(Duration::from_millis(50));
+            let exited = {
+                let mut guard = self.child.lock().unwrap_or_else(|p| p.into_inner());
+                match guard.as_mut().map(|c| (c.child.try_wait(), c.started)) {
+                    Some((Ok(Some(status)), started)) => {
+                        *guard = None;
+                        Some((status.to_string(), started.elapsed()))
+                    }
+                    _ => None,
+                }
+            };
+            let Some((status, uptime)) = exited else {
+                continue;
+            };
+            if self.stopping.load(Ordering::SeqCst) {
+                break;
+            }
+            tracing::error!(%status, "dnsmasq exited unexpectedly; restarting in {backoff:?}");
+            self.counters
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .last_exit = Some(status);
+            if uptime > STABLE_AFTER {
+                backoff = Duration::from_millis(100);
+            }
+            std::thread::sleep(backoff);
+            backoff = (backoff * 2).min(Duration::from_secs(10));
+            if let Err(e) = self.restart("it had exited") {
+                tracing::error!("{e}");
+            }
+        }
+    }
+}
+
+impl Supervisor {
+    /// Starts dnsmasq and its monitor; fails if it exits within 300 ms.
+    pub fn start(argv: Vec<String>) -> Result<Arc<dyn Reloader>, String> {
+        let argv = foreground(argv);
+        let version = dnsmasq::version_of(std::path::Path::new(&argv[0]));
+        match version {
+            Some(v) if v.crashes_on_sighup_with_set_tags() => {
+                tracing::warn!("{}", dnsmasq::crash_warning(v, true))
+            }
+            Some(v) => tracing::info!(version = %v, "supervising dnsmasq"),
+            None => tracing::warn!(
+                "could not learn the version of `{}`; treating it as one that survives SIGHUP",
+                argv[0]
+            ),
+        }
+        let inner = Arc::new(Inner {
+            argv,
+            version,
+            child: Mutex::new(None),
+            counters: Mutex::new(Counters::default()),
+            stopping: AtomicBool::new(false),
+        });
+        let mut first = inner.spawn()?;
+        std::thread::sleep(Duration::from_millis(300));
+        if let Ok(Some(status)) = first.child.try_wait() {
+            return Err(format!(
+                "dnsmasq exited at start-up ({status}); its messages are above"
+            ));
+        }
+        *inner.child.lock().unwrap_or_else(|p| p.into_inner()) = Some(first);
+        let monitor = inner.clone();
+        std::thread::Builder::new()
+            .name("dnsmasq-monitor".into())
+            .spawn(move || monitor.monitor())
+            .map_err(|e| format!("cannot start the dnsmasq monitor thread: {e}"))?;
+        Ok(Arc::new(Supervisor { inner }))
+    }
+}
+
+impl Reloader for Supervisor {
+    fn method(&self) -> &'static str {
+        "supervise"
+    }
+
+    fn reload(&self, risky: bool) -> Result<String, String> {
+        let inner = &self.inner;
+        if let Some(v) = inner
+            .version
+            .filter(|v| risky && v.crashes_on_sighup_with_set_tags())
+        {
+            let pid = inner.restart(&format!(
+                "dnsmasq {v} would crash on SIGHUP with `set:` tags loaded"
+            ))?;
+            return Ok(format!(
+                "restarted dnsmasq {v} instead of SIGHUP (new pid {pid})"
+            ));
+        }
+        let pid = match inner.pid() {
+            Some(p) => p,
+            None => {
+                let pid = inner.restart("it was not running when a reload was due")?;
+                return Ok(format!("dnsmasq was not running; started it (pid {pid})"));
+            }
+        };
+        kill(Pid::from_raw(pid), Signal::SIGHUP)
+            .map_err(|e| format!("cannot send SIGHUP to dnsmasq pid {pid}: {e}"))?;
+        if survived_reload(pid, Duration::from_secs(30)) {
+            return Ok(format!("SIGHUP sent to pid {pid}"));
+        }
+        inner
+            .counters
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .deaths_after_reload += 1;
+        tracing::error!(pid, "dnsmasq died after SIGHUP; restarting it now");
+        let new = inner.restart("it died after SIGHUP")?;
+        Ok(format!("dnsmasq (pid {pid}) died after SIGHUP and was restarted (pid {new}), which loads every entry"))
+    }
+
+    fn dnsmasq(&self) -> Option<DnsmasqState> {
+        let pid = self.inner.pid();
+        let c = self
+            .inner
+            .counters
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        Some(DnsmasqState {
+            pid,
+            version: self.inner.version.map(|v| v.to_string()),
+            running: pid.is_some_and(super::signal::is_running),
+            restarts: c.restarts,
+            last_exit: c.last_exit.clone(),
+            deaths_after_reload: c.deaths_after_reload,
+        })
+    }
+
+    fn shutdown(&self) {
+        self.inner.stopping.store(true, Ordering::SeqCst);
+        let mut guard = self.inner.child.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(mut c) = guard.take() {
+            let status = Inner::stop(&mut c);
+            tracing::info!(%status, "stopped dnsmasq");
+        }
+    }
+}
