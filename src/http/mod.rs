@@ -1,0 +1,125 @@
+//! The HTTP API of `API.md`: routing, shared state, and the pieces every
+//! handler uses. Each submodule owns its routes; [`app`] merges them.
+//!
+//! Handlers only translate: JSON ⇄ validated specs ([`crate::entry`]), ops
+//! to the store ([`crate::store`]), tickets to reload waits
+//! ([`crate::reload`]). No handler touches the filesystem or signals.
+
+pub mod auth;
+mod batch;
+mod body;
+mod entries;
+pub mod error;
+mod ops;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::extract::{DefaultBodyLimit, FromRequestParts};
+use axum::http::request::Parts;
+use axum::http::StatusCode;
+use axum::Router;
+use serde_json::{json, Value};
+
+pub use entries::entry_json;
+use error::{ApiError, ApiResult};
+
+use crate::reload::ReloadScheduler;
+use crate::store::Store;
+
+/// Everything handlers share.
+#[derive(Clone)]
+pub struct AppState {
+    /// The directories.
+    pub store: Store,
+    /// Reload scheduling and waiting.
+    pub reloads: Arc<ReloadScheduler>,
+    /// dnsmasq's lease file, when configured.
+    pub lease_file: Option<PathBuf>,
+    /// When the process started, for status.
+    pub started: Instant,
+    /// API tokens; `None` means no authentication (loopback or
+    /// `--insecure-no-auth`).
+    pub tokens: Option<Arc<auth::Tokens>>,
+}
+
+/// Limits applied to every request.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Largest request body accepted.
+    pub max_body_bytes: usize,
+    /// Longest a request may take (including `?wait=reload`).
+    pub request_timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_body_bytes: 1 << 20,
+            request_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+/// The whole API as one router.
+pub fn app(state: AppState, limits: Limits) -> Router {
+    let mut router = Router::new()
+        .merge(entries::router())
+        .merge(batch::router())
+        .merge(ops::router())
+        .fallback(|| async { ApiError::not_found("no such route; see API.md") })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "this route does not take that method",
+            )
+        })
+        .layer(DefaultBodyLimit::max(limits.max_body_bytes));
+    if let Some(tokens) = state.tokens.clone() {
+        router = router.layer(axum::middleware::from_fn_with_state(
+            tokens,
+            auth::require_token,
+        ));
+    }
+    router
+        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            limits.request_timeout,
+        ))
+        .with_state(state)
+}
+
+/// Who is asking, for audit log lines (`anonymous` without tokens).
+#[derive(Debug, Clone)]
+pub struct Actor(pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for Actor {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        Ok(parts
+            .extensions
+            .get::<Actor>()
+            .cloned()
+            .unwrap_or_else(|| Actor("anonymous".into())))
+    }
+}
+
+/// The `reload` field of a mutation's answer; with `wait`, first waits for a
+/// reload covering the change (503 `reload_failed` if it failed).
+async fn reload_answer(state: &AppState, ticket: Option<u64>, wait: bool) -> ApiResult<Value> {
+    match (ticket, wait) {
+        (None, _) => Ok(json!("not_needed")),
+        (Some(_), false) => Ok(json!("scheduled")),
+        (Some(t), true) => match state.reloads.wait(t).await {
+            Ok(_) => Ok(json!("delivered")),
+            Err(e) => Err(ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "reload_failed",
+                e.to_string(),
+            )),
+        },
+    }
+}

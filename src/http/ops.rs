@@ -1,0 +1,148 @@
+//! The operational endpoints: reload, leases, status and probes.
+
+use std::time::Duration;
+
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::entries::WaitQuery;
+use super::error::{ApiError, ApiResult};
+use super::{reload_answer, AppState};
+use crate::entry::Mac;
+use crate::store::Kind;
+
+/// Routes of this module.
+pub(super) fn router() -> Router<AppState> {
+    Router::new()
+        .route("/v1/reload", post(reload))
+        .route("/v1/leases", get(leases))
+        .route("/v1/status", get(status))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+}
+
+async fn reload(
+    State(state): State<AppState>,
+    Query(q): Query<WaitQuery>,
+) -> ApiResult<Json<Value>> {
+    let wait = q.wants_reload()?;
+    let ticket = state
+        .reloads
+        .request("manual", state.store.read(|i| i.any_set_tags()));
+    let reload = reload_answer(&state, Some(ticket), wait).await?;
+    Ok(Json(json!({"reload": reload})))
+}
+
+#[derive(Debug, Deserialize)]
+struct LeaseQuery {
+    mac: Option<String>,
+}
+
+async fn leases(
+    State(state): State<AppState>,
+    Query(q): Query<LeaseQuery>,
+) -> ApiResult<Json<Value>> {
+    let Some(path) = state.lease_file.clone() else {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "no_lease_file",
+            "the broker was started without --lease-file",
+        ));
+    };
+    let mac = match q.mac.as_deref() {
+        Some(m) => Some(
+            Mac::parse(m)
+                .map_err(|msg| ApiError::invalid("mac", msg))?
+                .to_string(),
+        ),
+        None => None,
+    };
+    let shown = path.display().to_string();
+    let items = tokio::task::spawn_blocking(move || crate::leases::read(&path))
+        .await
+        .map_err(|e| {
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                format!("lease reader failed: {e}"),
+            )
+        })?
+        .map_err(|e| {
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "lease_file_unreadable",
+                format!("cannot read the lease file `{shown}`: {e}"),
+            )
+        })?;
+    let items: Vec<_> = items
+        .into_iter()
+        .filter(|l| mac.is_none() || l.mac == mac)
+        .collect();
+    Ok(Json(json!({"items": items})))
+}
+
+async fn status(State(state): State<AppState>) -> Json<Value> {
+    let reloader = state.reloads.reloader().clone();
+    let dnsmasq = tokio::task::spawn_blocking(move || reloader.dnsmasq())
+        .await
+        .ok()
+        .flatten();
+    let progress = state.reloads.progress();
+    let (hosts, options, problems, duplicates) = state.store.read(|i| {
+        (
+            i.len(Kind::Host),
+            i.len(Kind::Option),
+            i.problems.clone(),
+            i.duplicates(),
+        )
+    });
+    let config = state.store.config();
+    Json(json!({
+        "version": env!("CARGO_PKG_VERSION"),
+        "uptime_s": state.started.elapsed().as_secs(),
+        "directories": {"hosts": config.hosts_dir, "options": config.opts_dir},
+        "lease_file": state.lease_file,
+        "entries": {"hosts": hosts, "options": options},
+        "problems": problems,
+        "duplicates": duplicates,
+        "dnsmasq": dnsmasq,
+        "reload": {
+            "method": state.reloads.reloader().method(),
+            "pending": progress.pending(),
+            "requested": progress.requested,
+            "delivered": progress.delivered,
+            "ok_count": progress.ok_count,
+            "failed_count": progress.failed_count,
+            "last": progress.last,
+        },
+        "writer": state.store.stats(),
+    }))
+}
+
+async fn healthz() -> Json<Value> {
+    Json(json!({"status": "ok"}))
+}
+
+async fn readyz(State(state): State<AppState>) -> Response {
+    let store = state.store.clone();
+    let check = tokio::time::timeout(
+        Duration::from_secs(5),
+        tokio::task::spawn_blocking(move || store.check_writable()),
+    )
+    .await;
+    let last_reload = state.reloads.progress().last;
+    match check {
+        Ok(Ok(Ok(()))) => Json(json!({"status": "ready", "last_reload": last_reload})).into_response(),
+        Ok(Ok(Err(e))) => (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"status": "not_ready", "reason": e.to_string(), "last_reload": last_reload}))).into_response(),
+        _ => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"status": "not_ready", "reason": "the directory check did not finish within 5 s", "last_reload": last_reload})),
+        )
+            .into_response(),
+    }
+}
