@@ -1,0 +1,192 @@
+//! The command line (API.md "Command line"): every `serve` flag also reads
+//! `HOSTSDIR_BROKER_<FLAG>` from the environment. A field's doc comment is
+//! its `--help` text.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Lets many Ironic conductors safely manage one dnsmasq's dhcp-hostsdir and
+/// dhcp-optsdir over HTTP.
+#[derive(Debug, Parser)]
+#[command(name = "hostsdir-broker", version)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the broker (and, after `--`, supervise a dnsmasq command line).
+    Serve(Box<ServeArgs>),
+    /// Lint existing directories offline; exit 0 only when clean.
+    Check(CheckArgs),
+}
+
+/// How dnsmasq is told to re-read the directories.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ReloadMethod {
+    /// Never signal (no dnsmasq, or something else reloads it).
+    None,
+    /// SIGHUP the pid in `--dnsmasq-pidfile`.
+    Pidfile,
+    /// SIGHUP every process named `--dnsmasq-process` in /proc.
+    Process,
+    /// Run `--reload-command` with `sh -c`.
+    Command,
+    /// Run the dnsmasq command line given after `--` as a child.
+    Supervise,
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// One readable line per event.
+    Human,
+    /// One JSON object per line.
+    Json,
+}
+
+/// `hostsdir-broker serve`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Where the API listens (port 0 picks a free port; the chosen address is
+    /// printed on stdout as `listening on http://ADDR`).
+    #[arg(long, env = "HOSTSDIR_BROKER_LISTEN", default_value = "127.0.0.1:8787")]
+    pub listen: SocketAddr,
+    /// The dhcp-hostsdir (created if missing).
+    #[arg(
+        long,
+        env = "HOSTSDIR_BROKER_HOSTS_DIR",
+        default_value = "./hostsdir-broker-data/hosts"
+    )]
+    pub hosts_dir: PathBuf,
+    /// The dhcp-optsdir (created if missing).
+    #[arg(
+        long,
+        env = "HOSTSDIR_BROKER_OPTS_DIR",
+        default_value = "./hostsdir-broker-data/opts"
+    )]
+    pub opts_dir: PathBuf,
+    /// dnsmasq's lease file, served by GET /v1/leases.
+    #[arg(long, env = "HOSTSDIR_BROKER_LEASE_FILE")]
+    pub lease_file: Option<PathBuf>,
+    /// How dnsmasq is reloaded [default: none, or supervise when a dnsmasq
+    /// command line follows `--`].
+    #[arg(long, env = "HOSTSDIR_BROKER_RELOAD", value_enum)]
+    pub reload: Option<ReloadMethod>,
+    /// dnsmasq's pid file, for `--reload pidfile`.
+    #[arg(long, env = "HOSTSDIR_BROKER_DNSMASQ_PIDFILE")]
+    pub dnsmasq_pidfile: Option<PathBuf>,
+    /// Process name matched against /proc/*/comm, for `--reload process`.
+    #[arg(
+        long,
+        env = "HOSTSDIR_BROKER_DNSMASQ_PROCESS",
+        default_value = "dnsmasq"
+    )]
+    pub dnsmasq_process: String,
+    /// Shell command run by `sh -c`, for `--reload command`.
+    #[arg(long, env = "HOSTSDIR_BROKER_RELOAD_COMMAND")]
+    pub reload_command: Option<String>,
+    /// A pending reload is sent once no new change arrived for this long.
+    #[arg(long, env = "HOSTSDIR_BROKER_RELOAD_QUIET_MS", default_value_t = 200)]
+    pub reload_quiet_ms: u64,
+    /// ...or at the latest this long after the first change it covers.
+    #[arg(
+        long,
+        env = "HOSTSDIR_BROKER_RELOAD_MAX_DELAY_MS",
+        default_value_t = 2000
+    )]
+    pub reload_max_delay_ms: u64,
+    /// Mode of written files, in octal (dnsmasq runs as `nobody`: keep them
+    /// world-readable).
+    #[arg(long, env = "HOSTSDIR_BROKER_FILE_MODE", default_value = "0644", value_parser = parse_mode)]
+    pub file_mode: u32,
+    /// File of `<role> <token>` lines (roles `read`, `write`); `#` comments.
+    #[arg(long, env = "HOSTSDIR_BROKER_TOKEN_FILE")]
+    pub token_file: Option<PathBuf>,
+    /// Allow a non-loopback `--listen` without tokens.
+    #[arg(long, env = "HOSTSDIR_BROKER_INSECURE_NO_AUTH")]
+    pub insecure_no_auth: bool,
+    /// TLS certificate chain (PEM).
+    #[arg(long, env = "HOSTSDIR_BROKER_TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
+    /// TLS private key (PEM).
+    #[arg(long, env = "HOSTSDIR_BROKER_TLS_KEY")]
+    pub tls_key: Option<PathBuf>,
+    /// CA (PEM) that client certificates must chain to.
+    #[arg(long, env = "HOSTSDIR_BROKER_TLS_CLIENT_CA")]
+    pub tls_client_ca: Option<PathBuf>,
+    /// How often the directories are checked for changes made elsewhere
+    /// (0 turns polling off).
+    #[arg(long, env = "HOSTSDIR_BROKER_POLL_INTERVAL_MS", default_value_t = 1000)]
+    pub poll_interval_ms: u64,
+    /// Log line format (to stderr).
+    #[arg(
+        long,
+        env = "HOSTSDIR_BROKER_LOG_FORMAT",
+        value_enum,
+        default_value = "human"
+    )]
+    pub log_format: LogFormat,
+    /// Largest request body accepted, in bytes.
+    #[arg(long, env = "HOSTSDIR_BROKER_MAX_BODY_BYTES", default_value_t = 1 << 20)]
+    pub max_body_bytes: usize,
+    /// Longest a request may take, including `?wait=reload`, in milliseconds.
+    #[arg(
+        long,
+        env = "HOSTSDIR_BROKER_REQUEST_TIMEOUT_MS",
+        default_value_t = 60_000
+    )]
+    pub request_timeout_ms: u64,
+    /// Longest a mutation waits for the directory lock before answering 503.
+    #[arg(
+        long,
+        env = "HOSTSDIR_BROKER_LOCK_TIMEOUT_MS",
+        default_value_t = 10_000
+    )]
+    pub lock_timeout_ms: u64,
+    /// The dnsmasq command line to supervise (after `--`).
+    #[arg(last = true)]
+    pub dnsmasq: Vec<String>,
+}
+
+impl ServeArgs {
+    /// The reload method in force, after defaults.
+    pub fn reload_method(&self) -> ReloadMethod {
+        self.reload.unwrap_or(if self.dnsmasq.is_empty() {
+            ReloadMethod::None
+        } else {
+            ReloadMethod::Supervise
+        })
+    }
+}
+
+/// `hostsdir-broker check`.
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// The dhcp-hostsdir to lint.
+    #[arg(long, env = "HOSTSDIR_BROKER_HOSTS_DIR")]
+    pub hosts_dir: PathBuf,
+    /// The dhcp-optsdir to lint.
+    #[arg(long, env = "HOSTSDIR_BROKER_OPTS_DIR")]
+    pub opts_dir: Option<PathBuf>,
+    /// Print the findings as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+fn parse_mode(s: &str) -> Result<u32, String> {
+    let mode = u32::from_str_radix(s.trim_start_matches("0o"), 8)
+        .map_err(|_| format!("`{s}` is not an octal file mode"))?;
+    if mode > 0o777 {
+        return Err(format!("`{s}` is not a file mode (0000–0777)"));
+    }
+    if mode & 0o444 != 0o444 {
+        tracing::warn!("file mode {s:?} is not world-readable: dnsmasq running as `nobody` will not read the files");
+    }
+    Ok(mode)
+}

@@ -1,0 +1,232 @@
+//! Wiring: configuration → store, reloader, scheduler, HTTP; start-up
+//! checks; graceful shutdown.
+//!
+//! Shutdown order matters: the HTTP server stops accepting and lets
+//! in-flight requests finish (some wait for a reload), then the scheduler
+//! sends any pending reload, then the store's writer drains and stops.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::net::TcpListener;
+
+use crate::config::{CheckArgs, LogFormat, ReloadMethod, ServeArgs};
+use crate::http::{self, AppState, Limits};
+use crate::reload::{
+    self, CommandReloader, NoReload, ReloadScheduler, Reloader, SignalReloader, Target,
+};
+use crate::store::{Store, StoreConfig};
+
+/// Serves `app` on an already-bound listener until `shutdown` resolves.
+pub async fn serve(
+    listener: TcpListener,
+    app: axum::Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+/// A start-up failure: a one-line reason, exit status 2.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct StartError(pub String);
+
+fn init_logging(format: LogFormat) {
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Human => builder.try_init(),
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+    };
+}
+
+/// `hostsdir-broker serve`: returns the process exit status.
+pub fn main(args: ServeArgs) -> i32 {
+    init_logging(args.log_format);
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("hostsdir-broker: cannot start the async runtime: {e}");
+            return 1;
+        }
+    };
+    match runtime.block_on(run(args)) {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("hostsdir-broker: {e}");
+            2
+        }
+    }
+}
+
+/// Builds the reloader the flags ask for.
+fn reloader(args: &ServeArgs) -> Result<Arc<dyn Reloader>, StartError> {
+    let method = args.reload_method();
+    if method != ReloadMethod::Supervise && !args.dnsmasq.is_empty() {
+        return Err(StartError(format!(
+            "a dnsmasq command line after `--` needs `--reload supervise`, not `{method:?}`"
+        )));
+    }
+    Ok(match method {
+        ReloadMethod::None => Arc::new(NoReload),
+        ReloadMethod::Pidfile => {
+            let path = args.dnsmasq_pidfile.clone().ok_or_else(|| {
+                StartError("--reload pidfile needs --dnsmasq-pidfile FILE".into())
+            })?;
+            Arc::new(SignalReloader::new(Target::Pidfile(path)))
+        }
+        ReloadMethod::Process => Arc::new(SignalReloader::new(Target::Process(
+            args.dnsmasq_process.clone(),
+        ))),
+        ReloadMethod::Command => {
+            let cmd = args
+                .reload_command
+                .clone()
+                .ok_or_else(|| StartError("--reload command needs --reload-command CMD".into()))?;
+            Arc::new(CommandReloader::new(cmd))
+        }
+        ReloadMethod::Supervise => {
+            if args.dnsmasq.is_empty() {
+                return Err(StartError(
+                    "--reload supervise needs a dnsmasq command line after `--`".into(),
+                ));
+            }
+            reload::supervise::Supervisor::start(args.dnsmasq.clone()).map_err(StartError)?
+        }
+    })
+}
+
+fn check_directories(args: &ServeArgs) -> Result<(), StartError> {
+    for (flag, dir) in [
+        ("--hosts-dir", &args.hosts_dir),
+        ("--opts-dir", &args.opts_dir),
+    ] {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| StartError(format!("{flag} `{}` is unusable: {e}", dir.display())))?;
+        if !dir.is_dir() {
+            return Err(StartError(format!(
+                "{flag} `{}` is not a directory",
+                dir.display()
+            )));
+        }
+    }
+    let same = |a: &Path, b: &Path| matches!((a.canonicalize(), b.canonicalize()), (Ok(x), Ok(y)) if x == y);
+    if same(&args.hosts_dir, &args.opts_dir) {
+        return Err(StartError(format!(
+            "--hosts-dir and --opts-dir are both `{}`; dnsmasq would read every file as both kinds",
+            args.hosts_dir.display()
+        )));
+    }
+    Ok(())
+}
+
+fn check_exposure(args: &ServeArgs) -> Result<(), StartError> {
+    if args.tls_cert.is_some() || args.tls_key.is_some() || args.tls_client_ca.is_some() {
+        return Err(StartError("--tls-cert/--tls-key/--tls-client-ca are not implemented in this version; terminate TLS in front of the broker (see the README)".into()));
+    }
+    if !args.listen.ip().is_loopback() && args.token_file.is_none() && !args.insecure_no_auth {
+        return Err(StartError(format!(
+            "refusing to listen on non-loopback {} without tokens; give --token-file, or --insecure-no-auth to accept anyone who can reach it",
+            args.listen
+        )));
+    }
+    Ok(())
+}
+
+/// Runs the broker until SIGTERM or Ctrl-C.
+pub async fn run(args: ServeArgs) -> Result<(), StartError> {
+    check_exposure(&args)?;
+    check_directories(&args)?;
+    let reloader = reloader(&args)?;
+    let scheduler = ReloadScheduler::new(
+        reloader,
+        Duration::from_millis(args.reload_quiet_ms),
+        Duration::from_millis(args.reload_max_delay_ms),
+    );
+    let mut config = StoreConfig::new(args.hosts_dir.clone(), args.opts_dir.clone());
+    config.file_mode = args.file_mode;
+    config.lock_timeout = Duration::from_millis(args.lock_timeout_ms);
+    let store = Store::open(config, scheduler.clone()).map_err(|e| StartError(e.to_string()))?;
+    let listener = TcpListener::bind(args.listen)
+        .await
+        .map_err(|e| StartError(format!("cannot listen on {}: {e}", args.listen)))?;
+    let addr: SocketAddr = listener
+        .local_addr()
+        .map_err(|e| StartError(e.to_string()))?;
+
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let scheduler_task = {
+        let mut rx = stop_rx.clone();
+        tokio::spawn(scheduler.clone().run(async move {
+            let _ = rx.wait_for(|s| *s).await;
+        }))
+    };
+    let watcher = crate::watch::spawn(
+        store.clone(),
+        Duration::from_millis(args.poll_interval_ms),
+        stop_rx.clone(),
+    );
+
+    let tokens = match &args.token_file {
+        Some(path) => {
+            let t = http::auth::Tokens::load(path.clone()).map_err(StartError)?;
+            t.spawn_reloader();
+            Some(t)
+        }
+        None => None,
+    };
+    let state = AppState {
+        tokens,
+        store,
+        reloads: scheduler.clone(),
+        lease_file: args.lease_file.clone(),
+        started: Instant::now(),
+    };
+    let limits = Limits {
+        max_body_bytes: args.max_body_bytes,
+        request_timeout: Duration::from_millis(args.request_timeout_ms),
+    };
+    tracing::info!(%addr, hosts = %args.hosts_dir.display(), opts = %args.opts_dir.display(), reload = ?args.reload_method(), "hostsdir-broker started");
+    println!("listening on http://{addr}");
+    use std::io::Write;
+    let _ = std::io::stdout().flush();
+
+    let result = serve(listener, http::app(state, limits), shutdown_signal()).await;
+    tracing::info!("HTTP server stopped; flushing the pending reload");
+    let _ = stop_tx.send(true);
+    let _ = scheduler_task.await;
+    if let Some(w) = watcher {
+        let _ = w.await;
+    }
+    scheduler.reloader().shutdown();
+    result.map_err(|e| StartError(format!("the server failed: {e}")))
+}
+
+/// Resolves on SIGTERM or Ctrl-C (SIGINT).
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!("cannot listen for SIGTERM: {e}");
+            return std::future::pending().await;
+        }
+    };
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
+        _ = tokio::signal::ctrl_c() => tracing::info!("Ctrl-C: shutting down"),
+    }
+}
+
+/// `hostsdir-broker check`: returns the exit status.
+pub fn check_main(args: CheckArgs) -> i32 {
+    crate::check::main(args)
+}

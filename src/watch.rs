@@ -1,0 +1,119 @@
+//! Noticing changes others make to the directories.
+//!
+//! Two sources, because neither is enough alone:
+//! - inotify (`notify`) sees changes made through this kernel at once —
+//!   a legacy writer on this node rewriting a file in place, say;
+//! - polling sees changes made by other nodes of a network filesystem
+//!   (CephFS, NFS), which never raise an event here. Each tick compares the
+//!   directories' mtimes with what this broker last left them at; every
+//!   tenth tick does a full stat pass anyway, for in-place rewrites that do
+//!   not touch the directory's mtime.
+//!
+//! A suspected change asks the store for a refresh: under the lock it stats
+//! every file, re-reads only those whose inode/size/mtime changed, updates
+//! the index, and schedules a reload for what dnsmasq cannot have seen.
+
+use std::path::Path;
+use std::time::Duration;
+
+use notify::{EventKind, RecursiveMode, Watcher};
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+
+use crate::store::{Kind, Store};
+
+/// Every this many poll ticks, refresh even if the directories' mtimes did
+/// not move.
+const FULL_PASS_EVERY: u32 = 10;
+
+/// Starts watching; `None` when `interval` is zero (polling off) and the
+/// inotify watch could not be set up either.
+pub fn spawn(
+    store: Store,
+    interval: Duration,
+    mut stop: watch::Receiver<bool>,
+) -> Option<JoinHandle<()>> {
+    let (tx, mut events) = mpsc::unbounded_channel::<()>();
+    let watcher = inotify_watcher(&store, tx);
+    if interval.is_zero() && watcher.is_none() {
+        return None;
+    }
+    Some(tokio::spawn(async move {
+        let _watcher = watcher; // dropping it stops the inotify thread
+        let mut tick = 0u32;
+        let poll = if interval.is_zero() {
+            Duration::from_secs(3600)
+        } else {
+            interval
+        };
+        let mut ticker = tokio::time::interval(poll);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            let full = tokio::select! {
+                _ = async { let _ = stop.wait_for(|s| *s).await; } => break,
+                _ = ticker.tick() => {
+                    tick = tick.wrapping_add(1);
+                    !interval.is_zero() && tick.is_multiple_of(FULL_PASS_EVERY)
+                }
+                Some(()) = events.recv() => {
+                    // Let a burst of events settle, then handle them once.
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    while events.try_recv().is_ok() {}
+                    true
+                }
+            };
+            if full || store.dirs_changed_elsewhere() {
+                match store.refresh().await {
+                    Ok(0) => {}
+                    Ok(n) => {
+                        tracing::info!(changes = n, "picked up changes made outside the broker")
+                    }
+                    Err(e) => {
+                        tracing::warn!("could not check the directories for outside changes: {e}")
+                    }
+                }
+            }
+        }
+    }))
+}
+
+/// An inotify watch on both directories that signals content writes to
+/// non-dot files (this broker only ever renames into place, so such an
+/// event is always someone else's write).
+fn inotify_watcher(
+    store: &Store,
+    tx: mpsc::UnboundedSender<()>,
+) -> Option<notify::RecommendedWatcher> {
+    let handler = move |res: notify::Result<notify::Event>| {
+        let Ok(event) = res else { return };
+        let foreign = matches!(
+            event.kind,
+            EventKind::Access(notify::event::AccessKind::Close(
+                notify::event::AccessMode::Write
+            )) | EventKind::Modify(notify::event::ModifyKind::Data(_))
+                | EventKind::Remove(_)
+        );
+        let visible = event.paths.iter().any(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| !n.starts_with('.'))
+        });
+        if foreign && visible {
+            let _ = tx.send(());
+        }
+    };
+    let mut watcher = match notify::recommended_watcher(handler) {
+        Ok(w) => w,
+        Err(e) => {
+            tracing::warn!("inotify is unavailable, relying on polling: {e}");
+            return None;
+        }
+    };
+    for kind in [Kind::Host, Kind::Option] {
+        let dir: &Path = store.config().dir(kind);
+        if let Err(e) = watcher.watch(dir, RecursiveMode::NonRecursive) {
+            tracing::warn!(dir = %dir.display(), "cannot watch the directory, relying on polling: {e}");
+        }
+    }
+    Some(watcher)
+}
