@@ -1,0 +1,230 @@
+//! Several writers on one directory pair: two broker processes (real
+//! processes, each with its own index and writer) hammering overlapping names
+//! and MACs must leave only complete, valid files, never two files for one
+//! MAC, never a temp file, and each broker's index must match the directory.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+struct Proc {
+    child: Child,
+    url: String,
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start(hosts: &Path, opts: &Path) -> Proc {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_hostsdir-broker"))
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--poll-interval-ms",
+            "100",
+        ])
+        .arg("--hosts-dir")
+        .arg(hosts)
+        .arg("--opts-dir")
+        .arg(opts)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start the broker");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let url = line
+        .trim()
+        .strip_prefix("listening on ")
+        .expect("listening line")
+        .to_string();
+    Proc { child, url }
+}
+
+fn call(method: &str, url: &str, body: Option<Value>) -> (u16, Value) {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let resp = match body {
+        Some(b) => agent.run(
+            ureq::http::Request::builder()
+                .method(method)
+                .uri(url)
+                .header("content-type", "application/json")
+                .body(b.to_string())
+                .unwrap(),
+        ),
+        None => agent.run(
+            ureq::http::Request::builder()
+                .method(method)
+                .uri(url)
+                .body(())
+                .unwrap(),
+        ),
+    }
+    .expect("request");
+    let status = resp.status().as_u16();
+    let text = resp.into_body().read_to_string().unwrap_or_default();
+    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+}
+
+#[test]
+fn two_brokers_on_one_directory_stay_consistent() {
+    let dir = tempfile::tempdir().unwrap();
+    let (hosts, opts) = (dir.path().join("hosts"), dir.path().join("opts"));
+    let a = start(&hosts, &opts);
+    let b = start(&hosts, &opts);
+    let urls = [a.url.clone(), b.url.clone()];
+
+    // 4 threads per broker, each putting and deleting 20 names that share
+    // 10 MACs, so the two brokers constantly race for the same MACs.
+    let mut threads = Vec::new();
+    for t in 0..8 {
+        let url = urls[t % 2].clone();
+        threads.push(std::thread::spawn(move || {
+            let mut outcomes = Vec::new();
+            for i in 0..60 {
+                let n = (i * 7 + t * 3) % 20;
+                let mac = format!("52:54:00:00:00:{:02x}", n % 10);
+                let (status, _) = if i % 5 == 4 {
+                    call("DELETE", &format!("{url}/v1/hosts/h{n}"), None)
+                } else {
+                    call(
+                        "PUT",
+                        &format!("{url}/v1/hosts/h{n}"),
+                        Some(json!({"macs": [mac], "hostname": format!("n{t}-{i}")})),
+                    )
+                };
+                outcomes.push(status);
+            }
+            outcomes
+        }));
+    }
+    let mut statuses = Vec::new();
+    for th in threads {
+        statuses.extend(th.join().unwrap());
+    }
+    assert!(
+        statuses
+            .iter()
+            .all(|s| [200, 201, 204, 404, 409].contains(s)),
+        "{statuses:?}"
+    );
+    assert!(
+        statuses.iter().filter(|s| [200, 201].contains(*s)).count() > 50,
+        "too few writes succeeded: {statuses:?}"
+    );
+
+    // Every file is complete and valid; no MAC twice; no temp file.
+    let mut macs = std::collections::HashMap::new();
+    for e in std::fs::read_dir(&hosts).unwrap() {
+        let name = e.unwrap().file_name().into_string().unwrap();
+        if name == ".hostsdir-broker.lock" {
+            continue;
+        }
+        assert!(!name.starts_with('.'), "temp file left: {name}");
+        let text = std::fs::read_to_string(hosts.join(&name)).unwrap();
+        let spec = hostsdir_broker::entry::HostSpec::parse_file(text.as_bytes())
+            .unwrap_or_else(|e| panic!("{name}: {text:?}: {e}"));
+        for m in spec.macs() {
+            if let Some(other) = macs.insert(m.to_string(), name.clone()) {
+                panic!("MAC {m} is in both {other} and {name}");
+            }
+        }
+    }
+
+    // Each broker's index converges on the directory (it rescans when the
+    // other one wrote, at the latest on its next poll).
+    std::thread::sleep(Duration::from_millis(600));
+    let on_disk: std::collections::BTreeSet<String> = std::fs::read_dir(&hosts)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| !n.starts_with('.'))
+        .collect();
+    for url in &urls {
+        let (_, body) = call("GET", &format!("{url}/v1/hosts"), None);
+        let listed: std::collections::BTreeSet<String> = body["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i["name"].as_str().unwrap().to_string())
+            .collect();
+        assert_eq!(listed, on_disk, "broker {url} disagrees with the directory");
+    }
+}
+
+#[test]
+fn a_conditional_update_is_never_lost_between_brokers() {
+    let dir = tempfile::tempdir().unwrap();
+    let (hosts, opts) = (dir.path().join("hosts"), dir.path().join("opts"));
+    let a = start(&hosts, &opts);
+    let b = start(&hosts, &opts);
+    let (status, body) = call(
+        "PUT",
+        &format!("{}/v1/hosts/counter", a.url),
+        Some(json!({"hostname": "c0"})),
+    );
+    assert_eq!(status, 201, "{body}");
+    // Reads on the other broker are eventually consistent (its next poll).
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while call("GET", &format!("{}/v1/hosts/counter", b.url), None).0 != 200 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "broker b never saw the entry"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // Read-modify-write increments through both brokers with If-Match: every
+    // success must be visible; a stale ETag must get 412, never overwrite.
+    let mut threads = Vec::new();
+    for t in 0..4 {
+        let url = if t % 2 == 0 {
+            a.url.clone()
+        } else {
+            b.url.clone()
+        };
+        threads.push(std::thread::spawn(move || {
+            let agent: ureq::Agent = ureq::Agent::config_builder()
+                .http_status_as_error(false)
+                .build()
+                .into();
+            let mut wins = 0;
+            for _ in 0..15 {
+                loop {
+                    let (_, cur) = call("GET", &format!("{url}/v1/hosts/counter"), None);
+                    let n: u32 = cur["hostname"].as_str().unwrap()[1..].parse().unwrap();
+                    let req = ureq::http::Request::builder()
+                        .method("PUT")
+                        .uri(format!("{url}/v1/hosts/counter"))
+                        .header("content-type", "application/json")
+                        .header("if-match", format!("\"{}\"", cur["etag"].as_str().unwrap()))
+                        .body(json!({"hostname": format!("c{}", n + 1)}).to_string())
+                        .unwrap();
+                    match agent.run(req).unwrap().status().as_u16() {
+                        200 => {
+                            wins += 1;
+                            break;
+                        }
+                        412 => continue,
+                        other => panic!("unexpected status {other}"),
+                    }
+                }
+            }
+            wins
+        }));
+    }
+    let wins: u32 = threads.into_iter().map(|t| t.join().unwrap()).sum();
+    let text = std::fs::read_to_string(hosts.join("counter")).unwrap();
+    assert_eq!(text, format!("c{wins}\n"), "a conditional update was lost");
+}
