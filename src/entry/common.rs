@@ -49,10 +49,12 @@ pub(crate) fn describe_char(c: char) -> String {
 pub(crate) fn check_tag(tag: &str, negation_allowed: bool) -> Result<(), String> {
     let body = match tag.strip_prefix('!') {
         Some(rest) if negation_allowed => rest,
-        Some(_) => return Err(format!(
+        Some(_) => {
+            return Err(format!(
             "{} starts with `!`, which only makes sense when matching a tag, not when setting one",
             q(tag)
-        )),
+        ))
+        }
         None => tag,
     };
     if body.is_empty() {

@@ -11,7 +11,9 @@
 
 use std::future::Future;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use tokio::time::Instant;
 
 use serde::Serialize;
 use tokio::sync::{watch, Notify};
@@ -263,7 +265,7 @@ impl ReloadScheduler {
 
 async fn sleep_until(due: Option<Instant>) {
     match due {
-        Some(d) => tokio::time::sleep_until(d.into()).await,
+        Some(d) => tokio::time::sleep_until(d).await,
         None => std::future::pending().await,
     }
 }

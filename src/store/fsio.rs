@@ -54,10 +54,14 @@ impl FsError {
     }
 }
 
-/// A temp file that has been written and fsynced but not yet renamed into
-/// place. Dropping it without [`Prepared::commit`] removes it.
+/// A temp file that has been written, fsynced and closed but not yet renamed
+/// into place. Dropping it without [`Prepared::commit`] removes it.
+///
+/// It must be closed before the rename: closing a written file raises
+/// `IN_CLOSE_WRITE` under whatever name it has by then, and dnsmasq would
+/// read the entry a second time and log "duplicate dhcp-host IP address".
 pub(crate) struct Prepared {
-    temp: tempfile::NamedTempFile,
+    temp: tempfile::TempPath,
     target: PathBuf,
 }
 
@@ -83,7 +87,10 @@ pub(crate) fn prepare(
         .map_err(|e| FsError::new("write", &path, e))?;
     file.sync_all()
         .map_err(|e| FsError::new("fsync", &path, e))?;
-    Ok(Prepared { temp, target })
+    Ok(Prepared {
+        temp: temp.into_temp_path(),
+        target,
+    })
 }
 
 impl Prepared {
