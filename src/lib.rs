@@ -27,6 +27,7 @@ pub mod config;
 pub mod entry;
 pub mod http;
 pub mod leases;
+pub mod metrics;
 pub mod reload;
 pub mod server;
 pub mod store;

@@ -776,3 +776,60 @@ async fn tokens_and_roles() {
     assert_eq!(b.call("GET", "/healthz", None, &[]).await.0, StatusCode::OK);
     assert_eq!(b.call("GET", "/readyz", None, &[]).await.0, StatusCode::OK);
 }
+
+/// The value of the first sample line starting with `prefix` (0 if absent).
+fn sample(text: &str, prefix: &str) -> f64 {
+    text.lines()
+        .find(|l| l.starts_with(prefix))
+        .and_then(|l| l.rsplit(' ').next())
+        .map(|v| v.parse().unwrap())
+        .unwrap_or(0.0)
+}
+
+#[tokio::test]
+async fn metrics_move_after_requests() {
+    let b = start();
+    let scrape = || async {
+        let resp = b
+            .app
+            .clone()
+            .oneshot(Request::get("/metrics").body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::OK);
+        String::from_utf8(
+            resp.into_body()
+                .collect()
+                .await
+                .unwrap()
+                .to_bytes()
+                .to_vec(),
+        )
+        .unwrap()
+    };
+    let put_201 = r#"hostsdir_broker_http_requests_total{route="/v1/hosts/{name}",method="PUT",status="201"}"#;
+    let conflicts = "hostsdir_broker_conflicts_total";
+    let before = scrape().await;
+    b.put("/v1/hosts/m1", json!({"macs": ["52:54:00:00:0a:01"]}))
+        .await;
+    b.put("/v1/hosts/m2", json!({"macs": ["52:54:00:00:0a:01"]}))
+        .await;
+    let after = scrape().await;
+    // Metrics are process-wide and tests run in parallel: compare deltas.
+    assert!(
+        sample(&after, put_201) >= sample(&before, put_201) + 1.0,
+        "{after}"
+    );
+    assert!(
+        sample(&after, conflicts) >= sample(&before, conflicts) + 1.0,
+        "{after}"
+    );
+    assert!(
+        after.contains("hostsdir_broker_dir_fsync_seconds_count"),
+        "{after}"
+    );
+    assert!(
+        after.contains(r#"hostsdir_broker_entries{name="host"} 1"#),
+        "{after}"
+    );
+}

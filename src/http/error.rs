@@ -128,6 +128,17 @@ impl From<OpError> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        let metrics = crate::metrics::get();
+        if self.status == StatusCode::CONFLICT {
+            metrics.conflicts.inc();
+        } else if self.status == StatusCode::BAD_REQUEST {
+            metrics
+                .validation_failures
+                .get_or_create(&crate::metrics::NameLabel {
+                    name: self.code.to_string(),
+                })
+                .inc();
+        }
         let body =
             json!({"error": {"code": self.code, "message": self.message, "field": self.field}});
         (self.status, Json(body)).into_response()

@@ -84,6 +84,7 @@ pub fn app(state: AppState, limits: Limits) -> Router {
         ));
     }
     router
+        .layer(axum::middleware::from_fn(count_request))
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
             limits.request_timeout,
@@ -122,4 +123,27 @@ async fn reload_answer(state: &AppState, ticket: Option<u64>, wait: bool) -> Api
             )),
         },
     }
+}
+
+/// Counts every request by route template, method and status.
+async fn count_request(
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let route = req
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_else(|| "unmatched".into());
+    let method = req.method().to_string();
+    let resp = next.run(req).await;
+    crate::metrics::get()
+        .requests
+        .get_or_create(&crate::metrics::RequestLabels {
+            route,
+            method,
+            status: resp.status().as_u16(),
+        })
+        .inc();
+    resp
 }

@@ -24,6 +24,7 @@ pub(super) fn router() -> Router<AppState> {
         .route("/v1/status", get(status))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
 }
 
 async fn reload(
@@ -145,4 +146,45 @@ async fn readyz(State(state): State<AppState>) -> Response {
         )
             .into_response(),
     }
+}
+
+/// `GET /metrics`: event metrics plus state read now.
+async fn metrics(State(state): State<AppState>) -> Response {
+    use crate::metrics::NameLabel;
+    let m = crate::metrics::get();
+    let label = |name: &str| NameLabel {
+        name: name.to_string(),
+    };
+    let (hosts, options, problems) = state.store.read(|i| {
+        (
+            i.len(Kind::Host),
+            i.len(Kind::Option),
+            i.problems.len() + i.duplicates().len(),
+        )
+    });
+    m.entries.get_or_create(&label("host")).set(hosts as i64);
+    m.entries
+        .get_or_create(&label("option"))
+        .set(options as i64);
+    m.problem_files.set(problems as i64);
+    m.reload_pending
+        .set(i64::from(state.reloads.progress().pending()));
+    let reloader = state.reloads.reloader().clone();
+    if let Ok(Some(d)) = tokio::task::spawn_blocking(move || reloader.dnsmasq()).await {
+        m.dnsmasq_up.set(i64::from(d.running));
+        m.dnsmasq_restarts.set(d.restarts as i64);
+        m.dnsmasq_deaths_after_reload
+            .set(d.deaths_after_reload as i64);
+        if let Some(v) = d.version {
+            m.dnsmasq_version.get_or_create(&label(&v)).set(1);
+        }
+    }
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        m.encode(),
+    )
+        .into_response()
 }

@@ -223,6 +223,13 @@ impl ReloadScheduler {
             reason,
             duration_ms: started.elapsed().as_millis() as u64,
         };
+        crate::metrics::get()
+            .reloads
+            .get_or_create(&crate::metrics::ReloadLabels {
+                reason: reason.to_string(),
+                result: if record.ok { "ok" } else { "failed" }.to_string(),
+            })
+            .inc();
         if record.ok {
             tracing::info!(
                 covered = target,

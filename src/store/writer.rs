@@ -102,10 +102,16 @@ impl Writer {
     fn commit_group(&mut self, group: Vec<Request>) {
         let shared = self.shared.clone();
         let config = &shared.config;
+        let metrics = crate::metrics::get();
+        metrics.group_size.observe(group.len() as f64);
+        let waited = std::time::Instant::now();
         let mut locks = match Locks::acquire(config) {
             Ok(l) => l,
             Err(e) => return self.fail_group(group, e),
         };
+        metrics
+            .lock_wait_seconds
+            .observe(waited.elapsed().as_secs_f64());
         let mut reload = GroupReload::default();
         match locks.hosts.generation() {
             Ok(g) if g != self.generation => {
@@ -141,7 +147,12 @@ impl Writer {
         let mut fsync_error = None;
         for (i, kind) in [Kind::Host, Kind::Option].into_iter().enumerate() {
             if touched[i] {
-                if let Err(e) = fsio::fsync_dir(config.dir(kind)) {
+                let started = std::time::Instant::now();
+                let synced = fsio::fsync_dir(config.dir(kind));
+                metrics
+                    .fsync_seconds
+                    .observe(started.elapsed().as_secs_f64());
+                if let Err(e) = synced {
                     tracing::error!("{e}");
                     fsync_error = Some(e);
                 }
@@ -273,6 +284,7 @@ impl Writer {
         let mut stats = self.shared.stats.lock().unwrap_or_else(|p| p.into_inner());
         stats.rescans += 1;
         stats.external_changes += changes;
+        crate::metrics::get().external_changes.inc_by(changes);
         Ok(changes)
     }
 
@@ -289,6 +301,7 @@ impl Writer {
         for change in &plan.changes {
             if let Some(new) = &change.new {
                 let dir = config.dir(change.kind);
+                let started = std::time::Instant::now();
                 let p = fsio::prepare(
                     dir,
                     new.name.as_str(),
@@ -299,6 +312,9 @@ impl Writer {
                     index: change.op,
                     error: e.into(),
                 })?;
+                crate::metrics::get()
+                    .write_seconds
+                    .observe(started.elapsed().as_secs_f64());
                 prepared.push(Some(p));
             } else {
                 prepared.push(None);
