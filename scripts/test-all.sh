@@ -22,4 +22,5 @@ scripts/install-test-deps.sh
 cargo build --all-targets
 cargo test --all-targets -- --test-threads="${TEST_THREADS:-4}"
 examples/ironic/run-tests.sh
+examples/kubernetes/validate.sh
 echo "test-all: every suite passed"
