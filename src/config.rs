@@ -24,6 +24,8 @@ pub enum Command {
     Serve(Box<ServeArgs>),
     /// Lint existing directories offline; exit 0 only when clean.
     Check(CheckArgs),
+    /// Talk to a running broker.
+    Ctl(crate::ctl::CtlArgs),
 }
 
 /// How dnsmasq is told to re-read the directories.

@@ -18,12 +18,15 @@
 //!   child) and coalescing them; what is known about dnsmasq versions.
 //! - [`http`]: the API of `API.md` — routes, JSON, errors.
 //! - [`leases`]: reading dnsmasq's lease file.
-//! - [`config`]: the command line.
+//! - [`config`]: the command line; [`ctl`]: the client subcommand;
+//!   [`check`]: the offline lint; [`watch`]: noticing others' changes;
+//!   [`metrics`]: Prometheus metrics.
 //! - [`server`]: wiring it together; `serve` takes a bound listener and a
 //!   shutdown future so tests can run it in-process.
 
 pub mod check;
 pub mod config;
+pub mod ctl;
 pub mod entry;
 pub mod http;
 pub mod leases;

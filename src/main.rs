@@ -10,6 +10,7 @@ fn main() {
     let code = match cli.command {
         Command::Serve(args) => server::main(*args),
         Command::Check(args) => server::check_main(args),
+        Command::Ctl(args) => hostsdir_broker::ctl::main(args),
     };
     std::process::exit(code);
 }
