@@ -130,7 +130,7 @@ fn check_directories(args: &ServeArgs) -> Result<(), StartError> {
 
 fn check_exposure(args: &ServeArgs) -> Result<(), StartError> {
     if args.tls_cert.is_some() || args.tls_key.is_some() || args.tls_client_ca.is_some() {
-        return Err(StartError("--tls-cert/--tls-key/--tls-client-ca are not implemented in this version; terminate TLS in front of the broker (see the README)".into()));
+        return Err(StartError("--tls-cert/--tls-key/--tls-client-ca are not implemented in this version; terminate TLS in front of the broker (README, \"What is not done yet\")".into()));
     }
     if !args.listen.ip().is_loopback() && args.token_file.is_none() && !args.insecure_no_auth {
         return Err(StartError(format!(

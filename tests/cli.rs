@@ -1,0 +1,131 @@
+//! The command line: exit status 2 with a one-line reason for bad flags or
+//! unusable directories, environment variables for flags, and a graceful
+//! SIGTERM that sends the pending reload before exiting.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+const BIN: &str = env!("CARGO_BIN_EXE_hostsdir-broker");
+
+fn serve_fails(args: &[&str], expect: &str) {
+    let out = Command::new(BIN).arg("serve").args(args).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+    assert!(err.contains(expect), "{args:?}: {err}");
+}
+
+#[test]
+fn bad_flags_and_directories_exit_2_with_a_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    let file = dir.path().join("file");
+    std::fs::write(&file, "x").unwrap();
+    serve_fails(
+        &[
+            "--listen",
+            "0.0.0.0:0",
+            "--hosts-dir",
+            &format!("{d}/h"),
+            "--opts-dir",
+            &format!("{d}/o"),
+        ],
+        "--insecure-no-auth",
+    );
+    serve_fails(
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--hosts-dir",
+            &format!("{d}/same"),
+            "--opts-dir",
+            &format!("{d}/same"),
+        ],
+        "both",
+    );
+    serve_fails(
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--hosts-dir",
+            &format!("{}/sub", file.display()),
+        ],
+        "--hosts-dir",
+    );
+    serve_fails(&["--file-mode", "999"], "999");
+    serve_fails(
+        &[
+            "--reload",
+            "pidfile",
+            "--listen",
+            "127.0.0.1:0",
+            "--hosts-dir",
+            &format!("{d}/h"),
+            "--opts-dir",
+            &format!("{d}/o"),
+        ],
+        "--dnsmasq-pidfile",
+    );
+    serve_fails(&["--no-such-flag"], "--no-such-flag");
+}
+
+#[test]
+fn flags_read_the_environment_and_sigterm_flushes_the_pending_reload() {
+    let dir = tempfile::tempdir().unwrap();
+    let count = dir.path().join("reloads");
+    let mut child = Command::new(BIN)
+        .arg("serve")
+        .env("HOSTSDIR_BROKER_LISTEN", "127.0.0.1:0")
+        .env("HOSTSDIR_BROKER_HOSTS_DIR", dir.path().join("envhosts"))
+        .env("HOSTSDIR_BROKER_OPTS_DIR", dir.path().join("envopts"))
+        .env("HOSTSDIR_BROKER_RELOAD", "command")
+        .env(
+            "HOSTSDIR_BROKER_RELOAD_COMMAND",
+            format!("echo reload >> {}", count.display()),
+        )
+        // long enough that only the shutdown can send it
+        .env("HOSTSDIR_BROKER_RELOAD_QUIET_MS", "60000")
+        .env("HOSTSDIR_BROKER_RELOAD_MAX_DELAY_MS", "60000")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let url = line
+        .trim()
+        .strip_prefix("listening on ")
+        .unwrap()
+        .to_string();
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let put = |spec: &str| {
+        let req = ureq::http::Request::put(format!("{url}/v1/hosts/n1"))
+            .header("content-type", "application/json")
+            .body(spec.to_string())
+            .unwrap();
+        agent.run(req).unwrap().status().as_u16()
+    };
+    assert_eq!(put(r#"{"macs":["52:54:00:00:00:01"]}"#), 201);
+    assert_eq!(put(r#"{"macs":["52:54:00:00:00:02"]}"#), 200);
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("envhosts/n1")).unwrap(),
+        "52:54:00:00:00:02\n"
+    );
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(
+        !count.exists(),
+        "the reload went out before the quiet period"
+    );
+    Command::new("kill")
+        .arg(child.id().to_string())
+        .status()
+        .unwrap();
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{status}");
+    assert_eq!(std::fs::read_to_string(&count).unwrap(), "reload\n");
+}
