@@ -193,10 +193,12 @@ pub(crate) struct FileLine<'a> {
 }
 
 /// Splits the contents of an existing directory file the way dnsmasq reads
-/// it, skipping blank lines and whole-line `#` comments. Refuses non-UTF-8
-/// contents and any line (comments included: dnsmasq would parse the tail
-/// of a long comment as a line of its own) longer than [`MAX_LINE_BYTES`]
-/// with its terminator. Errors have no field and name the line number.
+/// it: a trailing `\r` is dropped, a comment (`#` at the start or after
+/// whitespace) is cut off, surrounding spaces and tabs are trimmed, and
+/// lines left empty are skipped. Refuses non-UTF-8 contents and any line
+/// (comments included: dnsmasq would parse the tail of a long comment as a
+/// line of its own) longer than [`MAX_LINE_BYTES`] with its terminator.
+/// Errors have no field and name the line number.
 pub(crate) fn file_lines(bytes: &[u8]) -> Result<Vec<FileLine<'_>>, EntryError> {
     let text = std::str::from_utf8(bytes).map_err(|e| {
         EntryError::body(format!(
@@ -221,18 +223,39 @@ pub(crate) fn file_lines(bytes: &[u8]) -> Result<Vec<FileLine<'_>>, EntryError> 
                  {MAX_LINE_BYTES} bytes and would parse the rest as a separate line"
             )));
         }
-        let line = raw.strip_suffix('\r').unwrap_or(raw);
-        let trimmed = line.trim_start_matches([' ', '\t']);
-        if line.bytes().all(|b| b.is_ascii_whitespace()) || trimmed.starts_with('#') {
-            continue;
+        let line = strip_comment(raw.strip_suffix('\r').unwrap_or(raw)).trim_matches([' ', '\t']);
+        if !line.is_empty() {
+            out.push(FileLine { number, text: line });
         }
-        out.push(FileLine { number, text: line });
     }
     Ok(out)
 }
 
+/// The whitespace of dnsmasq's line reader (C `isspace`).
+fn is_reader_space(b: u8) -> bool {
+    matches!(b, b' ' | b'\t' | b'\n' | b'\x0b' | b'\x0c' | b'\r')
+}
+
+/// `line` up to the first `#` that starts it or follows whitespace, which
+/// dnsmasq's line reader treats as the start of a comment. (Quotes, which
+/// would protect a `#`, are refused by the grammar anyway.)
+fn strip_comment(line: &str) -> &str {
+    let mut white = true;
+    for (i, b) in line.bytes().enumerate() {
+        if is_reader_space(b) {
+            white = true;
+        } else if white && b == b'#' {
+            return &line[..i];
+        } else {
+            white = false;
+        }
+    }
+    line
+}
+
 #[cfg(test)]
 mod tests {
+    // Tests unwrap freely: a panic is the failure report.
     use super::*;
 
     #[test]
@@ -270,9 +293,20 @@ mod tests {
 
     #[test]
     fn file_lines_skip_blank_and_comments() {
-        let lines = file_lines(b"# c\n\n  \r\n  # indented\nreal,line\r\nlast").unwrap();
+        let lines = file_lines(
+            b"# c\n\n  \r\n  # indented\nreal,line\r\n\t spaced ,x \t\nhash#kept # cut\nlast",
+        )
+        .unwrap();
         let got: Vec<_> = lines.iter().map(|l| (l.number, l.text)).collect();
-        assert_eq!(got, vec![(5, "real,line"), (6, "last")]);
+        assert_eq!(
+            got,
+            vec![
+                (5, "real,line"),
+                (6, "spaced ,x"),
+                (7, "hash#kept"),
+                (8, "last")
+            ]
+        );
     }
 
     #[test]

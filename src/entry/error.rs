@@ -73,6 +73,7 @@ impl std::error::Error for EntryError {}
 
 #[cfg(test)]
 mod tests {
+    // Tests unwrap freely: a panic is the failure report.
     use super::*;
 
     #[test]

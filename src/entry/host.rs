@@ -327,10 +327,11 @@ impl HostSpec {
     }
 
     /// Reads the contents of an existing hosts-dir file: UTF-8, exactly one
-    /// dhcp-host line (blank lines and whole-line `#` comments skipped, CRLF
-    /// tolerated). Such files may have been written by others — stock Ironic
-    /// writes `<mac>,set:<tag>,set:ironic\n` and `<mac>,ignore\n`. Errors
-    /// have no field and name the line number.
+    /// dhcp-host line. Blank lines and `#` comments are skipped, CRLF and
+    /// surrounding spaces tolerated, as dnsmasq's line reader does. Such
+    /// files may have been written by others — stock Ironic writes
+    /// `<mac>,set:<tag>,set:ironic\n` and `<mac>,ignore\n`. Errors have no
+    /// field and name the line number.
     pub fn parse_file(bytes: &[u8]) -> Result<HostSpec, EntryError> {
         let lines = file_lines(bytes)?;
         match lines.as_slice() {
@@ -408,7 +409,9 @@ impl HostSpec {
         self.ipv4
     }
 
-    /// The fixed IPv6 address.
+    /// The fixed IPv6 address. (dnsmasq treats one whose first 64 bits are
+    /// zero, like `::5`, as a host part to combine with each DHCPv6 range's
+    /// prefix.)
     pub fn ipv6(&self) -> Option<Ipv6Addr> {
         self.ipv6
     }
@@ -705,6 +708,7 @@ impl serde::Serialize for HostSpec {
 
 #[cfg(test)]
 mod tests {
+    // Tests unwrap freely: a panic is the failure report.
     use super::*;
     use serde_json::json;
 
@@ -840,6 +844,19 @@ mod tests {
         );
         assert_eq!(host(json!({"hostname": "m"})).render(), "m\n");
         assert_eq!(host(json!({"hostname": "a1b2"})).render(), "a1b2\n");
+    }
+
+    #[test]
+    fn parse_file_reads_like_dnsmasq() {
+        // dnsmasq trims surrounding whitespace and cuts ` #` comments.
+        let h = HostSpec::parse_file(b"\t52:54:00:aa:bb:cc,ignore  # retired\n").unwrap();
+        assert_eq!(h.render(), "52:54:00:aa:bb:cc,ignore\n");
+        let e = HostSpec::parse_file(b"52:54:00:aa:bb:cc,set:a#b\n").unwrap_err();
+        assert!(
+            e.message.contains("`52:54:00:aa:bb:cc,set:a#b`"),
+            "{}",
+            e.message
+        );
     }
 
     #[test]

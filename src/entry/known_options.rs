@@ -201,6 +201,7 @@ pub(crate) fn by_code(v6: bool, code: u16) -> Option<&'static OptInfo> {
 
 #[cfg(test)]
 mod tests {
+    // Tests unwrap freely: a panic is the failure report.
     use super::*;
 
     /// The names dnsmasq 2.90 prints with `--help dhcp`, in its order.

@@ -43,6 +43,7 @@ fn unit_secs(unit: char) -> Option<u64> {
 /// optionally followed by a unit letter when the field is longer than one
 /// character)? `infinite` is handled separately.
 pub(crate) fn looks_like_lease(field: &str) -> bool {
+    // A unit is one ASCII byte, so cutting it off keeps a char boundary.
     let digits = match field.chars().last() {
         Some(c) if field.len() > 1 && unit_secs(c.to_ascii_lowercase()).is_some() => {
             &field[..field.len() - 1]
@@ -62,6 +63,7 @@ impl LeaseTime {
         if s == "infinite" {
             return Ok(Self::INFINITE);
         }
+        // An ASCII letter is one byte, so cutting it off keeps a char boundary.
         let (digits, unit) = match s.chars().last() {
             Some(c) if c.is_ascii_alphabetic() => (&s[..s.len() - 1], Some(c.to_ascii_lowercase())),
             _ => (s, None),
@@ -150,6 +152,7 @@ impl serde::Serialize for LeaseTime {
 
 #[cfg(test)]
 mod tests {
+    // Tests unwrap freely: a panic is the failure report.
     use super::*;
 
     #[test]

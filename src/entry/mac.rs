@@ -92,6 +92,7 @@ impl serde::Serialize for Mac {
 
 #[cfg(test)]
 mod tests {
+    // Tests unwrap freely: a panic is the failure report.
     use super::*;
 
     #[test]

@@ -104,6 +104,7 @@ impl std::str::FromStr for Name {
 
 #[cfg(test)]
 mod tests {
+    // Tests unwrap freely: a panic is the failure report.
     use super::*;
 
     #[test]

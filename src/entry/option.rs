@@ -146,9 +146,10 @@ impl OptionsSpec {
         }
     }
 
-    /// Reads the contents of an existing optsdir file (UTF-8; blank lines
-    /// and whole-line `#` comments skipped; CRLF tolerated). Errors have no
-    /// field and name the line number.
+    /// Reads the contents of an existing optsdir file: UTF-8; blank lines
+    /// and `#` comments skipped, CRLF and surrounding spaces tolerated, as
+    /// dnsmasq's line reader does. Errors have no field and name the line
+    /// number.
     pub fn parse_file(bytes: &[u8]) -> Result<OptionsSpec, EntryError> {
         let options = file_lines(bytes)?
             .into_iter()
@@ -258,7 +259,7 @@ fn option_from_json(item: &Value) -> Result<DhcpOption, EntryError> {
             ))
         }
     };
-    check_text(value).map_err(|m| EntryError::at("value", m))?;
+    check_text(value, "value").map_err(|m| EntryError::at("value", m))?;
     if !value.is_empty() {
         check_value(&opt, value).map_err(|m| EntryError::at("value", m))?;
     }
@@ -306,7 +307,7 @@ fn parse_option_line(line: &str) -> Result<DhcpOption, String> {
             line.len()
         ));
     }
-    check_text(line).map_err(|m| m.replacen("the value", "the line", 1))?;
+    check_text(line, "line")?;
     let mut tags = Vec::new();
     let mut rest = line;
     let opt = loop {
@@ -337,7 +338,7 @@ fn parse_option_line(line: &str) -> Result<DhcpOption, String> {
     };
     let (opt, value) = opt;
     if let Some(v) = value {
-        check_text(v)?;
+        check_text(v, "value")?;
         check_value(&opt, v)?;
     }
     let option = DhcpOption {
@@ -489,11 +490,11 @@ fn parse_option_field(s: &str) -> Result<OptionRef, String> {
     }
 }
 
-/// The character rules for a value (and a whole line): no control
-/// characters, no `"`, no whitespace other than inner spaces, no leading or
-/// trailing space, no ` #`.
-fn check_text(value: &str) -> Result<(), String> {
-    if let Some(c) = value
+/// The character rules for a value (and for a whole line, `what` naming
+/// which): no control characters, no `"`, no whitespace other than inner
+/// spaces, no leading or trailing space, no ` #`.
+fn check_text(text: &str, what: &str) -> Result<(), String> {
+    if let Some(c) = text
         .chars()
         .find(|&c| c.is_control() || c == '"' || (c.is_whitespace() && c != ' '))
     {
@@ -505,21 +506,22 @@ fn check_text(value: &str) -> Result<(), String> {
             "only plain spaces are allowed inside a value"
         };
         return Err(format!(
-            "the value {} contains {}; {why}",
-            q(value),
+            "the {what} {} contains {}; {why}",
+            q(text),
             describe_char(c)
         ));
     }
-    if value.starts_with(' ') || value.ends_with(' ') {
+    if text.starts_with(' ') || text.ends_with(' ') {
         return Err(format!(
-            "the value {} starts or ends with a space, which dnsmasq would trim",
-            q(value)
+            "the {what} {} starts or ends with a space, which dnsmasq would trim",
+            q(text)
         ));
     }
-    if value.contains(" #") {
+    if text.contains(" #") {
         return Err(format!(
-            "the value {} contains a space followed by `#`, which dnsmasq reads as the start of a comment",
-            q(value)
+            "the {what} {} contains a space followed by `#`, which dnsmasq reads as the start \
+             of a comment",
+            q(text)
         ));
     }
     Ok(())
@@ -615,7 +617,8 @@ fn check_value(opt: &OptionRef, value: &str) -> Result<(), String> {
             }
         }
     }
-    // dnsmasq cuts the length marker off the value before anything else.
+    // dnsmasq cuts the length marker off the value before anything else
+    // (an ASCII byte, so the cut keeps a char boundary).
     let eff = if lenchar.is_some() {
         &value[..value.len() - 1]
     } else {
@@ -733,13 +736,18 @@ fn opt_display(opt: &OptionRef) -> String {
 
 /// A time option's value: digits with an optional unit; sent in 4 bytes.
 fn check_time(opt: &OptionRef, name: &str, value: &str) -> Result<(), String> {
-    let (digits, per) = match value.as_bytes()[value.len() - 1].to_ascii_lowercase() {
-        b's' => (&value[..value.len() - 1], 1u64),
-        b'm' => (&value[..value.len() - 1], 60),
-        b'h' => (&value[..value.len() - 1], 3_600),
-        b'd' => (&value[..value.len() - 1], 86_400),
-        b'w' => (&value[..value.len() - 1], 604_800),
-        _ => (value, 1),
+    let per = match value.bytes().last().map(|b| b.to_ascii_lowercase()) {
+        Some(b's') => Some(1u64),
+        Some(b'm') => Some(60),
+        Some(b'h') => Some(3_600),
+        Some(b'd') => Some(86_400),
+        Some(b'w') => Some(604_800),
+        _ => None,
+    };
+    // The unit is one ASCII byte, so cutting it off keeps a char boundary.
+    let (digits, per) = match per {
+        Some(per) => (&value[..value.len() - 1], per),
+        None => (value, 1),
     };
     if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
         let hint = if !opt.v6 && opt.code == 59 {
@@ -983,6 +991,7 @@ fn check_cstrings(value: &str, name: &str) -> Result<usize, String> {
 
 #[cfg(test)]
 mod tests {
+    // Tests unwrap freely: a panic is the failure report.
     use super::*;
     use serde_json::json;
 
@@ -1358,7 +1367,15 @@ mod tests {
         let e = OptionsSpec::parse_file(b"tag:a,67,\xc3\n").unwrap_err();
         assert_eq!(e.field, None);
         assert!(e.message.contains("UTF-8"), "{}", e.message);
-        let e = OptionsSpec::parse_file(b" tag:a,67,x\n").unwrap_err();
+        let e = OptionsSpec::parse_file(b"tag:a,67,\"x\"\n").unwrap_err();
         assert!(e.message.starts_with("line 1: "), "{}", e.message);
+        assert!(e.message.contains("`tag:a,67,\"x\"`"), "{}", e.message);
+    }
+
+    #[test]
+    fn parse_file_reads_like_dnsmasq() {
+        // dnsmasq trims surrounding whitespace and cuts ` #` comments.
+        let o = OptionsSpec::parse_file(b" tag:a,67,x y # the boot file\t\r\n").unwrap();
+        assert_eq!(o.render(), "tag:a,67,x y\n");
     }
 }
