@@ -84,6 +84,9 @@ pub struct ReloadScheduler {
     state: Mutex<Pending>,
     wake: Notify,
     progress: watch::Sender<Progress>,
+    /// Held while a reload is delivered and dnsmasq re-reads the files; the
+    /// store's writer holds it while it renames or removes files.
+    reading: Arc<Mutex<()>>,
 }
 
 impl ReloadScheduler {
@@ -108,6 +111,7 @@ impl ReloadScheduler {
             }),
             wake: Notify::new(),
             progress: watch::channel(Progress::default()).0,
+            reading: Arc::new(Mutex::new(())),
         })
     }
 
@@ -208,9 +212,13 @@ impl ReloadScheduler {
         };
         let started = Instant::now();
         let reloader = self.reloader.clone();
-        let result = tokio::task::spawn_blocking(move || reloader.reload(risky))
-            .await
-            .unwrap_or_else(|e| Err(format!("the reload task failed: {e}")));
+        let reading = self.reading.clone();
+        let result = tokio::task::spawn_blocking(move || {
+            let _files_still = reading.lock().unwrap_or_else(|p| p.into_inner());
+            reloader.reload(risky)
+        })
+        .await
+        .unwrap_or_else(|e| Err(format!("the reload task failed: {e}")));
         let record = ReloadRecord {
             at_unix_ms: SystemTime::now()
                 .duration_since(UNIX_EPOCH)
@@ -280,6 +288,10 @@ async fn sleep_until(due: Option<Instant>) {
 impl ReloadSink for ReloadScheduler {
     fn reload_needed(&self, reason: &'static str, risky: bool) -> u64 {
         self.request(reason, risky)
+    }
+
+    fn hold_reloads(&self) -> Option<std::sync::MutexGuard<'_, ()>> {
+        Some(self.reading.lock().unwrap_or_else(|p| p.into_inner()))
     }
 }
 

@@ -9,7 +9,13 @@
 //! - data is fsynced before the rename and the directory after it, so an
 //!   acknowledged write survives a crash or power loss;
 //! - a delete first renames the file to a dotfile and unlinks that: dnsmasq
-//!   ignores both events, so no `cannot read` error line reaches its log.
+//!   ignores both events, so no `cannot read` error line reaches its log;
+//! - a *replacement* must not be read by dnsmasq before the reload it needs
+//!   anyway: dnsmasq keeps the old record, so re-reading a line with the same
+//!   IP logs "duplicate dhcp-host IP address". The old file is renamed to a
+//!   dotfile and the new one `link()`ed into place — dnsmasq does not watch
+//!   link creation — and the reload then reads it. A crash in between leaves
+//!   a `.NAME.hdb-old-*` dotfile, put back at start-up if NAME is missing.
 
 use std::fs::{self, File, OpenOptions, Permissions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
@@ -22,6 +28,9 @@ use std::time::{Duration, Instant};
 pub(crate) const TEMP_SUFFIX: &str = ".hdb-tmp";
 /// Infix of the dotfile a deleted entry is renamed to before it is unlinked.
 pub(crate) const DELETE_MARK: &str = ".hdb-del-";
+/// Infix of the dotfile a replaced entry is parked as until its successor
+/// is linked into place.
+pub(crate) const OLD_MARK: &str = ".hdb-old-";
 /// Name of the lock file kept in each managed directory.
 pub(crate) const LOCK_FILE: &str = ".hostsdir-broker.lock";
 
@@ -94,13 +103,36 @@ pub(crate) fn prepare(
 }
 
 impl Prepared {
-    /// Renames the temp file over its target (atomic within the directory).
-    pub(crate) fn commit(self) -> Result<(), FsError> {
+    /// Puts a new file in place: renamed (dnsmasq reads it at once through
+    /// inotify, which is what a create wants).
+    pub(crate) fn create(self) -> Result<(), FsError> {
         let target = self.target;
         self.temp
             .persist(&target)
             .map(|_| ())
             .map_err(|e| FsError::new("rename a temp file onto", &target, e.error))
+    }
+
+    /// Replaces an existing file without raising an event dnsmasq acts on,
+    /// so only the coming reload reads the new contents.
+    pub(crate) fn replace(self) -> Result<(), FsError> {
+        let target = &self.target;
+        let (Some(dir), Some(name)) =
+            (target.parent(), target.file_name().and_then(|n| n.to_str()))
+        else {
+            return self.create();
+        };
+        let parked = dir.join(format!(".{name}{OLD_MARK}{}", std::process::id()));
+        fs::rename(target, &parked)
+            .map_err(|e| FsError::new("park the old version of", target, e))?;
+        if let Err(e) = fs::hard_link(&self.temp, target) {
+            // Put the old version back; the request fails as a whole.
+            let _ = fs::rename(&parked, target);
+            return Err(FsError::new("link the new version of", target, e));
+        }
+        let _ = fs::remove_file(&parked);
+        Ok(())
+        // `self.temp` is dropped here, unlinking the dotfile name.
     }
 }
 
@@ -122,7 +154,16 @@ pub(crate) fn fsync_dir(dir: &Path) -> Result<(), FsError> {
 /// True for file names this broker leaves behind when killed mid-write.
 pub(crate) fn is_stale_temp(file_name: &str) -> bool {
     file_name.starts_with('.')
-        && (file_name.ends_with(TEMP_SUFFIX) || file_name.contains(DELETE_MARK))
+        && (file_name.ends_with(TEMP_SUFFIX)
+            || file_name.contains(DELETE_MARK)
+            || file_name.contains(OLD_MARK))
+}
+
+/// For a parked old version (`.NAME.hdb-old-PID`), the entry name it belongs to.
+pub(crate) fn parked_name(file_name: &str) -> Option<&str> {
+    let rest = file_name.strip_prefix('.')?;
+    let at = rest.rfind(OLD_MARK)?;
+    Some(&rest[..at])
 }
 
 /// Reads a whole file, naming the path on error.
@@ -244,11 +285,31 @@ mod tests {
             names[0].starts_with(".a.") && names[0].ends_with(TEMP_SUFFIX),
             "{names:?}"
         );
-        p.commit().unwrap();
+        p.create().unwrap();
         let meta = fs::metadata(dir.path().join("a")).unwrap();
         assert_eq!(meta.permissions().mode() & 0o7777, 0o644);
         assert_eq!(fs::read(dir.path().join("a")).unwrap(), b"x\n");
         assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn replace_links_the_new_version_and_leaves_no_dotfile() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(dir.path().join("a"), "old\n").unwrap();
+        prepare(dir.path(), "a", b"new\n", 0o644)
+            .unwrap()
+            .replace()
+            .unwrap();
+        assert_eq!(fs::read(dir.path().join("a")).unwrap(), b"new\n");
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
+        assert_eq!(
+            fs::metadata(dir.path().join("a"))
+                .unwrap()
+                .permissions()
+                .mode()
+                & 0o7777,
+            0o644
+        );
     }
 
     #[test]
@@ -285,6 +346,12 @@ mod tests {
     fn stale_temp_names() {
         assert!(is_stale_temp(".ironic-x.conf.Ab12Cd.hdb-tmp"));
         assert!(is_stale_temp(".x.hdb-del-123"));
+        assert!(is_stale_temp(".x.hdb-old-123"));
+        assert_eq!(
+            parked_name(".ironic-a.conf.hdb-old-77"),
+            Some("ironic-a.conf")
+        );
+        assert_eq!(parked_name(".x.hdb-tmp"), None);
         assert!(!is_stale_temp(".hostsdir-broker.lock"));
         assert!(!is_stale_temp("x.hdb-tmp"));
     }

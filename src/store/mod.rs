@@ -338,6 +338,13 @@ pub trait ReloadSink: Send + Sync {
     /// A change that dnsmasq only sees after a reload was committed.
     /// `risky` is true when dnsmasq's loaded config holds `set:` tags.
     fn reload_needed(&self, reason: &'static str, risky: bool) -> u64;
+
+    /// Keeps reloads from starting while the guard lives (and waits for one
+    /// in progress to finish), so files never change under a re-reading
+    /// dnsmasq.
+    fn hold_reloads(&self) -> Option<std::sync::MutexGuard<'_, ()>> {
+        None
+    }
 }
 
 /// Settings of the store.

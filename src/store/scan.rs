@@ -71,6 +71,17 @@ pub(crate) fn scan(
                 ));
                 continue;
             };
+            if let Some(original) = fsio::parked_name(&file_name).filter(|_| clean) {
+                // Killed mid-replace: the old version was parked and the new
+                // one never linked. Put the old one back (the replace was
+                // never acknowledged).
+                let (parked, target) = (item.path(), dir.join(original));
+                if !target.exists() && fs::rename(&parked, &target).is_ok() {
+                    tracing::warn!(file = %target.display(), "restored an entry left parked by an interrupted replace");
+                    names.push(original.to_string());
+                    continue;
+                }
+            }
             if fsio::is_stale_temp(&file_name) {
                 if clean {
                     let path = item.path();

@@ -336,13 +336,18 @@ impl Writer {
             }
         }
 
-        // Phase 3: renames and removals, then the index.
+        // Phase 3: renames and removals, then the index. Never while dnsmasq
+        // is re-reading the directories: a file vanishing between its
+        // listing and its open makes it log "cannot read".
+        let reloads = self.reloads.clone();
+        let _quiet = reloads.hold_reloads();
         let mut failed = None;
         for (change, p) in plan.changes.iter().zip(prepared) {
             let dir = config.dir(change.kind);
-            let result = match p {
-                Some(p) => p.commit(),
-                None => fsio::remove(dir, change.name.as_str()),
+            let result = match (p, &change.old) {
+                (Some(p), None) => p.create(),
+                (Some(p), Some(_)) => p.replace(),
+                (None, _) => fsio::remove(dir, change.name.as_str()),
             };
             if let Err(e) = result {
                 failed = Some((change.op, e));
