@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# Installs what the end-to-end DHCP tests (tests/dhcp_e2e.rs) need on a
+# Debian machine, then builds dnsmasq 2.91 (scripts/build-dnsmasq-2.91.sh):
+#   dnsmasq-base  Debian's dnsmasq (2.90 on bookworm), /usr/sbin/dnsmasq
+#   udhcpc        busybox's DHCP client, the test's client
+#   iproute2      `ip netns` / veth for the private test network
+#   python3-venv  for the project's Python-side tooling
+#   build-essential, debian-archive-keyring, gnupg: to build and verify 2.91
+# Idempotent: installs only what is missing and runs `apt-get update` only
+# when something must be installed. Must run as root. Fails loudly.
+set -euo pipefail
+
+top=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+
+die() {
+    echo "install-test-deps: error: $*" >&2
+    exit 1
+}
+say() { echo "install-test-deps: $*" >&2; }
+
+[ "$(id -u)" -eq 0 ] || die "must run as root (network namespaces and apt-get need it); try: sudo $0"
+command -v apt-get >/dev/null || die "apt-get not found: these tests expect a Debian (bookworm) machine"
+command -v dpkg-query >/dev/null || die "dpkg-query not found"
+
+wanted=(dnsmasq-base udhcpc iproute2 python3-venv build-essential debian-archive-keyring gnupg)
+missing=()
+for pkg in "${wanted[@]}"; do
+    status=$(dpkg-query -W -f='${db:Status-Status}' "$pkg" 2>/dev/null || true)
+    [ "$status" = "installed" ] || missing+=("$pkg")
+done
+
+if [ "${#missing[@]}" -gt 0 ]; then
+    say "installing: ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    # Update the package lists only when they look absent (fresh machine)
+    # or when the first install attempt cannot find a package.
+    if [ -z "$(find /var/lib/apt/lists -maxdepth 1 -name '*_Packages*' -print -quit 2>/dev/null)" ]; then
+        apt-get update || die "apt-get update failed"
+    fi
+    if ! apt-get install -y --no-install-recommends "${missing[@]}"; then
+        say "install failed; refreshing package lists and retrying"
+        apt-get update || die "apt-get update failed"
+        apt-get install -y --no-install-recommends "${missing[@]}" \
+            || die "apt-get install ${missing[*]} failed"
+    fi
+else
+    say "all packages present: ${wanted[*]}"
+fi
+
+# Check the tools the tests actually call, whatever installed them.
+for tool in /usr/sbin/dnsmasq ip udhcpc; do
+    command -v "$tool" >/dev/null || die "$tool still missing after install"
+done
+/usr/sbin/dnsmasq --version | head -n 1 | grep -q '^Dnsmasq version 2\.90 ' \
+    || say "note: /usr/sbin/dnsmasq is not 2.90 ($(/usr/sbin/dnsmasq --version | head -n 1)); the suite expects Debian bookworm's 2.90"
+
+# Network namespaces need the kernel's support and CAP_SYS_ADMIN.
+probe="hdb-probe-$$"
+ip netns add "$probe" 2>/dev/null || die "cannot create a network namespace ('ip netns add' failed): the tests need CAP_SYS_ADMIN and netns support"
+ip netns del "$probe" || true
+
+"$top/scripts/build-dnsmasq-2.91.sh" || die "building dnsmasq 2.91 failed"
+say "ready: /usr/sbin/dnsmasq ($(/usr/sbin/dnsmasq --version | head -n 1 | cut -d' ' -f1-3)) and $top/target/dnsmasq-2.91/dnsmasq"
