@@ -784,3 +784,60 @@ fn helpers_are_consistent() {
     let ips: std::collections::HashSet<String> = (0..BULK).map(bulk_ip).collect();
     assert_eq!(ips.len(), BULK as usize);
 }
+
+/// Issue 4: a file written behind the broker's back in a way neither
+/// dnsmasq's inotify nor the broker's sees — `link()` from a dotfile, as
+/// good as a write from another node of a network filesystem — is found by
+/// polling and served after the broker's reload; a file removed the same
+/// invisible way (rename to a dotfile, unlink) stops being served.
+#[test]
+fn s10_invisible_writes_are_served_within_the_poll_interval() {
+    for_each_version(|bin| {
+        let w = World::new(bin, Mode::Pidfile);
+        let m = mac(0x1001);
+        let hidden = w.dirs.hosts.join(".remote-1.incoming");
+        let visible = w.dirs.hosts.join("remote-1");
+        std::fs::write(&hidden, format!("{m},192.168.77.41,remote-1\n")).unwrap();
+        std::fs::hard_link(&hidden, &visible).unwrap();
+        std::fs::remove_file(&hidden).unwrap();
+        // Default --poll-interval-ms is 1000; allow the reload on top.
+        let served = e2e::wait_until(Duration::from_secs(6), || {
+            w.broker.get("/v1/hosts/remote-1").status == 200
+        });
+        assert!(served, "the broker never indexed the invisible write");
+        let lease = (0..10)
+            .find_map(|_| {
+                let l = expect_lease(&w.net, &m, "remote write");
+                if l.ip == "192.168.77.41" {
+                    Some(l)
+                } else {
+                    thread::sleep(Duration::from_millis(300));
+                    None
+                }
+            })
+            .expect("dnsmasq never served the invisible write");
+        assert_eq!(lease.hostname.as_deref(), Some("remote-1"));
+        let status = w.broker.status();
+        assert!(
+            status["writer"]["external_changes"].as_u64().unwrap() >= 1,
+            "{status}"
+        );
+
+        let parked = w.dirs.hosts.join(".remote-1.gone");
+        std::fs::rename(&visible, &parked).unwrap();
+        std::fs::remove_file(&parked).unwrap();
+        let dropped = e2e::wait_until(Duration::from_secs(6), || {
+            w.broker.get("/v1/hosts/remote-1").status == 404
+        });
+        assert!(dropped, "the broker never noticed the invisible removal");
+        let gone = (0..10).any(|_| {
+            let l = expect_lease(&w.net, &m, "remote removal");
+            l.is_pool_address() || {
+                thread::sleep(Duration::from_millis(300));
+                false
+            }
+        });
+        assert!(gone, "dnsmasq still serves the removed entry");
+        w.finish();
+    });
+}
