@@ -833,3 +833,37 @@ async fn metrics_move_after_requests() {
         "{after}"
     );
 }
+
+#[tokio::test]
+async fn a_replace_waits_for_a_legacy_writers_flock() {
+    // Ironic's stock provider (and other legacy writers) lock the target
+    // file itself; the broker must not replace it under them.
+    let b = start();
+    b.put("/v1/hosts/legacy", json!({"macs": ["52:54:00:00:0b:01"]}))
+        .await;
+    let path = b.hosts().join("legacy");
+    let held = std::fs::File::open(&path).unwrap();
+    held.lock().unwrap();
+    let app = b.app.clone();
+    let put = tokio::spawn(async move {
+        let req = Request::put("/v1/hosts/legacy")
+            .header("content-type", "application/json")
+            .body(Body::from(
+                json!({"macs": ["52:54:00:00:0b:02"]}).to_string(),
+            ))
+            .unwrap();
+        app.oneshot(req).await.unwrap().status()
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!put.is_finished(), "the replace did not wait for the lock");
+    assert_eq!(
+        std::fs::read_to_string(&path).unwrap(),
+        "52:54:00:00:0b:01\n"
+    );
+    held.unlock().unwrap();
+    assert_eq!(put.await.unwrap(), StatusCode::OK);
+    assert_eq!(
+        std::fs::read_to_string(&path).unwrap(),
+        "52:54:00:00:0b:02\n"
+    );
+}

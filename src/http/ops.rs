@@ -137,15 +137,28 @@ async fn readyz(State(state): State<AppState>) -> Response {
     )
     .await;
     let last_reload = state.reloads.progress().last;
-    match check {
-        Ok(Ok(Ok(()))) => Json(json!({"status": "ready", "last_reload": last_reload})).into_response(),
-        Ok(Ok(Err(e))) => (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"status": "not_ready", "reason": e.to_string(), "last_reload": last_reload}))).into_response(),
+    let reloader = state.reloads.reloader().clone();
+    // Reported, not judged: readiness is about accepting writes; a dnsmasq
+    // being restarted must not take the API out of the Service.
+    let dnsmasq = tokio::task::spawn_blocking(move || reloader.dnsmasq())
+        .await
+        .ok()
+        .flatten();
+    let (status, body) = match check {
+        Ok(Ok(Ok(()))) => (StatusCode::OK, json!({"status": "ready"})),
+        Ok(Ok(Err(e))) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            json!({"status": "not_ready", "reason": e.to_string()}),
+        ),
         _ => (
             StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({"status": "not_ready", "reason": "the directory check did not finish within 5 s", "last_reload": last_reload})),
-        )
-            .into_response(),
-    }
+            json!({"status": "not_ready", "reason": "the directory check did not finish within 5 s"}),
+        ),
+    };
+    let mut body = body;
+    body["last_reload"] = json!(last_reload);
+    body["dnsmasq"] = json!(dnsmasq);
+    (status, Json(body)).into_response()
 }
 
 /// `GET /metrics`: event metrics plus state read now.
