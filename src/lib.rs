@@ -34,4 +34,5 @@ pub mod metrics;
 pub mod reload;
 pub mod server;
 pub mod store;
+pub mod tls;
 pub mod watch;

@@ -20,12 +20,17 @@ use crate::reload::{
 };
 use crate::store::{Store, StoreConfig};
 
-/// Serves `app` on an already-bound listener until `shutdown` resolves.
-pub async fn serve(
-    listener: TcpListener,
+/// Serves `app` on an already-bound listener (plain TCP or
+/// [`crate::tls::TlsListener`]) until `shutdown` resolves.
+pub async fn serve<L>(
+    listener: L,
     app: axum::Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
+) -> std::io::Result<()>
+where
+    L: axum::serve::Listener,
+    L::Addr: std::fmt::Debug,
+{
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await
@@ -129,8 +134,16 @@ fn check_directories(args: &ServeArgs) -> Result<(), StartError> {
 }
 
 fn check_exposure(args: &ServeArgs) -> Result<(), StartError> {
-    if args.tls_cert.is_some() || args.tls_key.is_some() || args.tls_client_ca.is_some() {
-        return Err(StartError("--tls-cert/--tls-key/--tls-client-ca are not implemented in this version; terminate TLS in front of the broker (README, \"What is not done yet\")".into()));
+    match (&args.tls_cert, &args.tls_key) {
+        (Some(_), None) | (None, Some(_)) => {
+            return Err(StartError("--tls-cert and --tls-key go together".into()))
+        }
+        (None, None) if args.tls_client_ca.is_some() => {
+            return Err(StartError(
+                "--tls-client-ca needs --tls-cert and --tls-key".into(),
+            ))
+        }
+        _ => {}
     }
     if !args.listen.ip().is_loopback() && args.token_file.is_none() && !args.insecure_no_auth {
         return Err(StartError(format!(
@@ -194,12 +207,28 @@ pub async fn run(args: ServeArgs) -> Result<(), StartError> {
         max_body_bytes: args.max_body_bytes,
         request_timeout: Duration::from_millis(args.request_timeout_ms),
     };
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Some(
+            crate::tls::server_config(cert, key, args.tls_client_ca.as_deref())
+                .map_err(StartError)?,
+        ),
+        _ => None,
+    };
+    let scheme = if tls.is_some() { "https" } else { "http" };
     tracing::info!(%addr, hosts = %args.hosts_dir.display(), opts = %args.opts_dir.display(), reload = ?args.reload_method(), "hostsdir-broker started");
-    println!("listening on http://{addr}");
+    println!("listening on {scheme}://{addr}");
     use std::io::Write;
     let _ = std::io::stdout().flush();
 
-    let result = serve(listener, http::app(state, limits), shutdown_signal()).await;
+    let app = http::app(state, limits);
+    let result = match tls {
+        Some(config) => {
+            let listener = crate::tls::TlsListener::new(listener, config)
+                .map_err(|e| StartError(e.to_string()))?;
+            serve(listener, app, shutdown_signal()).await
+        }
+        None => serve(listener, app, shutdown_signal()).await,
+    };
     tracing::info!("HTTP server stopped; flushing the pending reload");
     let _ = stop_tx.send(true);
     let _ = scheduler_task.await;
