@@ -2,11 +2,12 @@
 //! unusable directories, environment variables for flags, and a graceful
 //! SIGTERM that sends the pending reload before exiting.
 
-use std::io::{BufRead, BufReader};
+mod common;
+
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-const BIN: &str = env!("CARGO_BIN_EXE_hostsdir-broker");
+use common::{BrokerProcess, BIN};
 
 fn serve_fails(args: &[&str], expect: &str) {
     let out = Command::new(BIN).arg("serve").args(args).output().unwrap();
@@ -73,8 +74,8 @@ fn bad_flags_and_directories_exit_2_with_a_reason() {
 fn flags_read_the_environment_and_sigterm_flushes_the_pending_reload() {
     let dir = tempfile::tempdir().unwrap();
     let count = dir.path().join("reloads");
-    let mut child = Command::new(BIN)
-        .arg("serve")
+    let mut cmd = Command::new(BIN);
+    cmd.arg("serve")
         .env("HOSTSDIR_BROKER_LISTEN", "127.0.0.1:0")
         .env("HOSTSDIR_BROKER_HOSTS_DIR", dir.path().join("envhosts"))
         .env("HOSTSDIR_BROKER_OPTS_DIR", dir.path().join("envopts"))
@@ -86,23 +87,10 @@ fn flags_read_the_environment_and_sigterm_flushes_the_pending_reload() {
         // long enough that only the shutdown can send it
         .env("HOSTSDIR_BROKER_RELOAD_QUIET_MS", "60000")
         .env("HOSTSDIR_BROKER_RELOAD_MAX_DELAY_MS", "60000")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let url = line
-        .trim()
-        .strip_prefix("listening on ")
-        .unwrap()
-        .to_string();
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .build()
-        .into();
+        .stderr(Stdio::null());
+    let mut broker = BrokerProcess::start(cmd);
+    let url = broker.url.clone();
+    let agent = common::agent();
     let put = |spec: &str| {
         let req = ureq::http::Request::put(format!("{url}/v1/hosts/n1"))
             .header("content-type", "application/json")
@@ -122,10 +110,10 @@ fn flags_read_the_environment_and_sigterm_flushes_the_pending_reload() {
         "the reload went out before the quiet period"
     );
     Command::new("kill")
-        .arg(child.id().to_string())
+        .arg(broker.child.id().to_string())
         .status()
         .unwrap();
-    let status = child.wait().unwrap();
+    let status = broker.child.wait().unwrap();
     assert!(status.success(), "{status}");
     assert_eq!(std::fs::read_to_string(&count).unwrap(), "reload\n");
 }

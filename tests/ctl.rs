@@ -2,24 +2,19 @@
 //! with tokens: output for people, `--json` for scripts, the server's error
 //! message and a non-zero exit on failure.
 
-use std::io::{BufRead, BufReader, Write};
-use std::process::{Child, Command, Output, Stdio};
+mod common;
+
+use std::io::Write;
+use std::process::{Command, Output, Stdio};
+
+use common::{BrokerProcess, BIN};
 
 use serde_json::Value;
 
-const BIN: &str = env!("CARGO_BIN_EXE_hostsdir-broker");
-
 struct Broker {
-    child: Child,
+    _process: BrokerProcess,
     url: String,
     dir: tempfile::TempDir,
-}
-
-impl Drop for Broker {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 fn start() -> Broker {
@@ -35,36 +30,25 @@ fn start() -> Broker {
         "0 52:54:00:aa:bb:01 10.0.0.5 node-1 *\n",
     )
     .unwrap();
-    let mut child = Command::new(BIN)
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--reload-quiet-ms",
-            "10",
-        ])
-        .arg("--hosts-dir")
-        .arg(dir.path().join("h"))
-        .arg("--opts-dir")
-        .arg(dir.path().join("o"))
-        .arg("--lease-file")
-        .arg(dir.path().join("leases"))
-        .arg("--token-file")
-        .arg(dir.path().join("tokens"))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let url = line
-        .trim()
-        .strip_prefix("listening on ")
-        .unwrap()
-        .to_string();
-    Broker { child, url, dir }
+    let d = dir.path();
+    let process = BrokerProcess::serve(&[
+        "--reload-quiet-ms".as_ref(),
+        "10".as_ref(),
+        "--hosts-dir".as_ref(),
+        d.join("h").as_os_str(),
+        "--opts-dir".as_ref(),
+        d.join("o").as_os_str(),
+        "--lease-file".as_ref(),
+        d.join("leases").as_os_str(),
+        "--token-file".as_ref(),
+        d.join("tokens").as_os_str(),
+    ]);
+    let url = process.url.clone();
+    Broker {
+        _process: process,
+        url,
+        dir,
+    }
 }
 
 impl Broker {

@@ -7,47 +7,12 @@
 //! Needs `/usr/sbin/dnsmasq` (scripts/install-test-deps.sh installs it); the
 //! test fails, never skips, without it.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+mod common;
 
-use serde_json::{json, Value};
+use std::process::{Command, Stdio};
 
-struct Broker(Child);
-
-impl Drop for Broker {
-    fn drop(&mut self) {
-        // SIGTERM so the broker stops its dnsmasq child too.
-        let _ = Command::new("kill").arg(self.0.id().to_string()).status();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.0.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = self.0.kill();
-    }
-}
-
-fn call(method: &str, url: &str, body: Option<Value>) -> (u16, Value) {
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .build()
-        .into();
-    let req = ureq::http::Request::builder()
-        .method(method)
-        .uri(url)
-        .header("content-type", "application/json");
-    let resp = match body {
-        Some(b) => agent.run(req.body(b.to_string()).unwrap()),
-        None => agent.run(req.body(()).unwrap()),
-    }
-    .expect("request");
-    let status = resp.status().as_u16();
-    let text = resp.into_body().read_to_string().unwrap_or_default();
-    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
-}
+use common::{call, BrokerProcess};
+use serde_json::json;
 
 #[test]
 fn dnsmasq_reads_every_broker_file_without_an_error() {
@@ -63,45 +28,35 @@ fn dnsmasq_reads_every_broker_file_without_an_error() {
         .unwrap();
     let d = dir.path();
     let (hosts, opts, log) = (d.join("hosts"), d.join("opts"), d.join("dnsmasq.log"));
-    let mut child = Command::new(env!("CARGO_BIN_EXE_hostsdir-broker"))
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--reload-quiet-ms",
-            "20",
-        ])
-        .arg("--hosts-dir")
-        .arg(&hosts)
-        .arg("--opts-dir")
-        .arg(&opts)
-        .arg("--")
-        .arg(dnsmasq)
-        .args([
-            "--port=0",
-            "--bind-interfaces",
-            "--interface=lo",
-            "--dhcp-range=192.0.2.10,192.0.2.200,1h",
-            "--dhcp-range=fd00::10,fd00::200,64,1h",
-        ])
-        .arg(format!("--dhcp-hostsdir={}", hosts.display()))
-        .arg(format!("--dhcp-optsdir={}", opts.display()))
-        .arg(format!("--dhcp-leasefile={}", d.join("leases").display()))
-        .arg(format!("--pid-file={}", d.join("pid").display()))
-        .arg(format!("--log-facility={}", log.display()))
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("start the broker");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let _broker = Broker(child);
-    let url = line
-        .trim()
-        .strip_prefix("listening on ")
-        .expect("listening line")
-        .to_string();
+    let mut cmd = Command::new(common::BIN);
+    cmd.args([
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--reload-quiet-ms",
+        "20",
+    ])
+    .arg("--hosts-dir")
+    .arg(&hosts)
+    .arg("--opts-dir")
+    .arg(&opts)
+    .arg("--")
+    .arg(dnsmasq)
+    .args([
+        "--port=0",
+        "--bind-interfaces",
+        "--interface=lo",
+        "--dhcp-range=192.0.2.10,192.0.2.200,1h",
+        "--dhcp-range=fd00::10,fd00::200,64,1h",
+    ])
+    .arg(format!("--dhcp-hostsdir={}", hosts.display()))
+    .arg(format!("--dhcp-optsdir={}", opts.display()))
+    .arg(format!("--dhcp-leasefile={}", d.join("leases").display()))
+    .arg(format!("--pid-file={}", d.join("pid").display()))
+    .arg(format!("--log-facility={}", log.display()))
+    .stderr(Stdio::null());
+    let broker = BrokerProcess::start(cmd);
+    let url = broker.url.clone();
 
     let host_specs = [
         (

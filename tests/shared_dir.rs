@@ -3,80 +3,23 @@
 //! and MACs must leave only complete, valid files, never two files for one
 //! MAC, never a temp file, and each broker's index must match the directory.
 
-use std::io::{BufRead, BufReader};
+mod common;
+
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use serde_json::{json, Value};
+use common::{call, BrokerProcess};
+use serde_json::json;
 
-struct Proc {
-    child: Child,
-    url: String,
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start(hosts: &Path, opts: &Path) -> Proc {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_hostsdir-broker"))
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--poll-interval-ms",
-            "100",
-        ])
-        .arg("--hosts-dir")
-        .arg(hosts)
-        .arg("--opts-dir")
-        .arg(opts)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start the broker");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let url = line
-        .trim()
-        .strip_prefix("listening on ")
-        .expect("listening line")
-        .to_string();
-    Proc { child, url }
-}
-
-fn call(method: &str, url: &str, body: Option<Value>) -> (u16, Value) {
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .build()
-        .into();
-    let resp = match body {
-        Some(b) => agent.run(
-            ureq::http::Request::builder()
-                .method(method)
-                .uri(url)
-                .header("content-type", "application/json")
-                .body(b.to_string())
-                .unwrap(),
-        ),
-        None => agent.run(
-            ureq::http::Request::builder()
-                .method(method)
-                .uri(url)
-                .body(())
-                .unwrap(),
-        ),
-    }
-    .expect("request");
-    let status = resp.status().as_u16();
-    let text = resp.into_body().read_to_string().unwrap_or_default();
-    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+fn start(hosts: &Path, opts: &Path) -> BrokerProcess {
+    BrokerProcess::serve(&[
+        "--poll-interval-ms".as_ref(),
+        "100".as_ref(),
+        "--hosts-dir".as_ref(),
+        hosts.as_os_str(),
+        "--opts-dir".as_ref(),
+        opts.as_os_str(),
+    ])
 }
 
 #[test]
@@ -195,10 +138,7 @@ fn a_conditional_update_is_never_lost_between_brokers() {
             b.url.clone()
         };
         threads.push(std::thread::spawn(move || {
-            let agent: ureq::Agent = ureq::Agent::config_builder()
-                .http_status_as_error(false)
-                .build()
-                .into();
+            let agent = common::agent();
             let mut wins = 0;
             for _ in 0..15 {
                 loop {

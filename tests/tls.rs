@@ -2,9 +2,12 @@
 //! client-certificate verification (a client without a certificate signed by
 //! `--tls-client-ca` cannot connect).
 
-use std::io::{BufRead, BufReader};
+mod common;
+
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
+
+use common::BrokerProcess;
 
 use rcgen::{BasicConstraints, CertificateParams, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair};
 use ureq::tls::{Certificate, ClientCert, PrivateKey, RootCerts, TlsConfig};
@@ -43,20 +46,11 @@ fn pki() -> Pki {
     }
 }
 
-struct Broker(Child, String);
-
-impl Drop for Broker {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn start(dir: &Path, pki: &Pki, client_ca: bool) -> Broker {
+fn start(dir: &Path, pki: &Pki, client_ca: bool) -> BrokerProcess {
     std::fs::write(dir.join("cert.pem"), &pki.server.0).unwrap();
     std::fs::write(dir.join("key.pem"), &pki.server.1).unwrap();
     std::fs::write(dir.join("ca.pem"), &pki.ca_pem).unwrap();
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_hostsdir-broker"));
+    let mut cmd = Command::new(common::BIN);
     cmd.args(["serve", "--listen", "127.0.0.1:0"])
         .arg("--hosts-dir")
         .arg(dir.join("h"))
@@ -69,22 +63,10 @@ fn start(dir: &Path, pki: &Pki, client_ca: bool) -> Broker {
     if client_ca {
         cmd.arg("--tls-client-ca").arg(dir.join("ca.pem"));
     }
-    let mut child = cmd
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let url = line
-        .trim()
-        .strip_prefix("listening on ")
-        .expect("listening line")
-        .to_string();
-    assert!(url.starts_with("https://"), "{url}");
-    Broker(child, url)
+    cmd.stderr(Stdio::null());
+    let b = BrokerProcess::start(cmd);
+    assert!(b.url.starts_with("https://"), "{}", b.url);
+    b
 }
 
 fn agent(pki: &Pki, with_client_cert: bool) -> ureq::Agent {
@@ -107,7 +89,7 @@ fn https_with_a_generated_certificate() {
     let dir = tempfile::tempdir().unwrap();
     let pki = pki();
     let b = start(dir.path(), &pki, false);
-    let req = ureq::http::Request::put(format!("{}/v1/hosts/n1", b.1))
+    let req = ureq::http::Request::put(format!("{}/v1/hosts/n1", b.url))
         .header("content-type", "application/json")
         .body(r#"{"macs":["52:54:00:00:00:01"]}"#.to_string())
         .unwrap();
@@ -122,7 +104,7 @@ fn https_with_a_generated_certificate() {
         .http_status_as_error(false)
         .build()
         .into();
-    assert!(plain.get(format!("{}/healthz", b.1)).call().is_err());
+    assert!(plain.get(format!("{}/healthz", b.url)).call().is_err());
 }
 
 #[test]
@@ -130,7 +112,7 @@ fn client_certificates_are_required_with_a_client_ca() {
     let dir = tempfile::tempdir().unwrap();
     let pki = pki();
     let b = start(dir.path(), &pki, true);
-    let url = format!("{}/v1/status", b.1);
+    let url = format!("{}/v1/status", b.url);
     assert!(
         agent(&pki, false).get(&url).call().is_err(),
         "a client without a certificate got in"
