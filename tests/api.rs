@@ -867,3 +867,47 @@ async fn a_replace_waits_for_a_legacy_writers_flock() {
         "52:54:00:00:0b:02\n"
     );
 }
+
+#[tokio::test]
+async fn openapi_document_matches_the_router() {
+    let b = start();
+    let (status, doc, _) = b.call("GET", "/openapi.json", None, &[]).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(doc["openapi"], "3.0.3");
+    let paths = doc["paths"].as_object().unwrap();
+    assert_eq!(
+        paths
+            .values()
+            .map(|p| p.as_object().unwrap().len())
+            .sum::<usize>(),
+        hostsdir_broker::http::openapi::ROUTES.len()
+    );
+    for (path, ops) in paths {
+        let uri = path.replace("{name}", "probe-entry");
+        for method in ["get", "put", "post", "delete", "patch"] {
+            let documented = ops.get(method).is_some();
+            let body = matches!(method, "put" | "post" | "patch").then(|| json!({}));
+            let (status, answer, _) = b.call(&method.to_uppercase(), &uri, body, &[]).await;
+            let unrouted = status == StatusCode::METHOD_NOT_ALLOWED
+                || answer["error"]["message"]
+                    .as_str()
+                    .is_some_and(|m| m.contains("no such route"));
+            assert_eq!(
+                documented, !unrouted,
+                "{method} {path}: documented={documented}, answered {status} {answer}"
+            );
+        }
+    }
+    // Every schema reference resolves.
+    let text = doc.to_string();
+    for part in text.split("#/components/schemas/").skip(1) {
+        let name: String = part
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric())
+            .collect();
+        assert!(
+            doc["components"]["schemas"].get(&name).is_some(),
+            "dangling $ref {name}"
+        );
+    }
+}

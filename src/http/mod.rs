@@ -10,6 +10,7 @@ mod batch;
 mod body;
 mod entries;
 pub mod error;
+pub mod openapi;
 mod ops;
 
 use std::path::PathBuf;
@@ -68,6 +69,7 @@ pub fn app(state: AppState, limits: Limits) -> Router {
         .merge(entries::router())
         .merge(batch::router())
         .merge(ops::router())
+        .merge(openapi::router())
         .fallback(|| async { ApiError::not_found("no such route; see API.md") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(
