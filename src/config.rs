@@ -110,6 +110,16 @@ pub struct ServeArgs {
     /// File of `<role> <token>` lines (roles `read`, `write`); `#` comments.
     #[arg(long, env = "HOSTSDIR_BROKER_TOKEN_FILE")]
     pub token_file: Option<PathBuf>,
+    /// Tokens in the file's format (`;` or newlines between entries), from
+    /// the environment only: a flag would show them in `ps`.
+    #[arg(
+        long = "tokens-from-env-only",
+        env = "HOSTSDIR_BROKER_TOKENS",
+        hide = true,
+        hide_env_values = true,
+        conflicts_with = "token_file"
+    )]
+    pub tokens: Option<String>,
     /// Allow a non-loopback `--listen` without tokens.
     #[arg(long, env = "HOSTSDIR_BROKER_INSECURE_NO_AUTH")]
     pub insecure_no_auth: bool,

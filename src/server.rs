@@ -145,7 +145,11 @@ fn check_exposure(args: &ServeArgs) -> Result<(), StartError> {
         }
         _ => {}
     }
-    if !args.listen.ip().is_loopback() && args.token_file.is_none() && !args.insecure_no_auth {
+    if !args.listen.ip().is_loopback()
+        && args.token_file.is_none()
+        && args.tokens.is_none()
+        && !args.insecure_no_auth
+    {
         return Err(StartError(format!(
             "refusing to listen on non-loopback {} without tokens; give --token-file, or --insecure-no-auth to accept anyone who can reach it",
             args.listen
@@ -194,7 +198,10 @@ pub async fn run(args: ServeArgs) -> Result<(), StartError> {
             t.spawn_reloader();
             Some(t)
         }
-        None => None,
+        None => match &args.tokens {
+            Some(text) => Some(http::auth::Tokens::from_env_text(text).map_err(StartError)?),
+            None => None,
+        },
     };
     let state = AppState {
         tokens,

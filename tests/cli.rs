@@ -117,3 +117,38 @@ fn flags_read_the_environment_and_sigterm_flushes_the_pending_reload() {
     assert!(status.success(), "{status}");
     assert_eq!(std::fs::read_to_string(&count).unwrap(), "reload\n");
 }
+
+#[test]
+fn tokens_from_the_environment() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = Command::new(BIN);
+    cmd.args(["serve", "--listen", "127.0.0.1:0"])
+        .arg("--hosts-dir")
+        .arg(dir.path().join("h"))
+        .arg("--opts-dir")
+        .arg(dir.path().join("o"))
+        .env(
+            "HOSTSDIR_BROKER_TOKENS",
+            "write w-0123456789abcdef; read r-0123456789abcdef",
+        )
+        .stderr(Stdio::null());
+    let broker = BrokerProcess::start(cmd);
+    let put = |token: Option<&str>| {
+        let mut req = ureq::http::Request::put(format!("{}/v1/hosts/n1", broker.url))
+            .header("content-type", "application/json");
+        if let Some(t) = token {
+            req = req.header("authorization", format!("Bearer {t}"));
+        }
+        common::agent()
+            .run(
+                req.body(r#"{"macs":["52:54:00:00:00:01"]}"#.to_string())
+                    .unwrap(),
+            )
+            .unwrap()
+            .status()
+            .as_u16()
+    };
+    assert_eq!(put(None), 401);
+    assert_eq!(put(Some("r-0123456789abcdef")), 403);
+    assert_eq!(put(Some("w-0123456789abcdef")), 201);
+}

@@ -46,7 +46,8 @@ impl Token {
 
 /// The tokens in force, re-read from their file.
 pub struct Tokens {
-    path: PathBuf,
+    /// The file re-read on change; `None` for tokens from the environment.
+    path: Option<PathBuf>,
     tokens: RwLock<Vec<Token>>,
     mtime: RwLock<Option<SystemTime>>,
 }
@@ -108,17 +109,32 @@ impl Tokens {
         let tokens = parse(&text, &path)?;
         let mtime = std::fs::metadata(&path).and_then(|m| m.modified()).ok();
         Ok(Arc::new(Tokens {
-            path,
+            path: Some(path),
             tokens: RwLock::new(tokens),
             mtime: RwLock::new(mtime),
         }))
     }
 
+    /// Tokens given in the environment: the file's format, with `;` also
+    /// accepted between entries (environment values are often one line).
+    pub fn from_env_text(text: &str) -> Result<Arc<Tokens>, String> {
+        let tokens = parse(
+            &text.replace(';', "\n"),
+            Path::new("$HOSTSDIR_BROKER_TOKENS"),
+        )?;
+        Ok(Arc::new(Tokens {
+            path: None,
+            tokens: RwLock::new(tokens),
+            mtime: RwLock::new(None),
+        }))
+    }
+
     /// Re-reads the file; keeps the old tokens if the new file is bad.
     pub fn reload(&self) {
-        match std::fs::read_to_string(&self.path)
+        let Some(path) = &self.path else { return };
+        match std::fs::read_to_string(path)
             .map_err(|e| e.to_string())
-            .and_then(|t| parse(&t, &self.path))
+            .and_then(|t| parse(&t, path))
         {
             Ok(t) => {
                 tracing::info!(count = t.len(), "reloaded API tokens");
@@ -126,13 +142,15 @@ impl Tokens {
             }
             Err(e) => tracing::error!("keeping the previous API tokens: {e}"),
         }
-        *self.mtime.write().unwrap_or_else(|p| p.into_inner()) = std::fs::metadata(&self.path)
-            .and_then(|m| m.modified())
-            .ok();
+        *self.mtime.write().unwrap_or_else(|p| p.into_inner()) =
+            std::fs::metadata(path).and_then(|m| m.modified()).ok();
     }
 
     /// Re-reads the file whenever its mtime changes or SIGHUP arrives.
     pub fn spawn_reloader(self: &Arc<Self>) {
+        let Some(path) = self.path.clone() else {
+            return;
+        };
         let me = self.clone();
         tokio::spawn(async move {
             let mut hup =
@@ -149,7 +167,7 @@ impl Tokens {
                 tokio::select! {
                     _ = hup_recv => me.reload(),
                     _ = tokio::time::sleep(Duration::from_secs(2)) => {
-                        let now = std::fs::metadata(&me.path).and_then(|m| m.modified()).ok();
+                        let now = std::fs::metadata(&path).and_then(|m| m.modified()).ok();
                         if now != *me.mtime.read().unwrap_or_else(|p| p.into_inner()) {
                             me.reload();
                         }
