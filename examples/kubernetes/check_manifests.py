@@ -12,8 +12,14 @@ Two kinds of check, each counted and printed as PASS or FAIL:
    the documentation lists (API.md's command line table, README's
    configuration table) with values of the right form, dnsmasq reads the
    directories the broker writes, the probes point at /healthz and /readyz,
-   the claim is ReadWriteMany, the sidecar layout shares the process
-   namespace, and so on.
+   the API needs tokens (--token-file in the mounted, required token
+   Secret; no --insecure-no-auth), the claim is ReadWriteMany, the sidecar
+   layout shares the process namespace, and so on.
+
+A layout's lines that start with `#tls ` (after indentation) turn TLS on
+when uncommented; each layout is checked as written and again with them
+uncommented ("supervised.yaml (TLS on)"), so the commented option stays
+valid too.
 
 Exit status 0 only when everything passed. The last line is the summary,
 `kubernetes manifests: N passed, M failed` (counting validate.sh's
@@ -44,9 +50,12 @@ WORKLOAD_KINDS = {"StatefulSet", "Deployment", "DaemonSet"}
 # Every serve flag is also read from HOSTSDIR_BROKER_<FLAG IN UPPER SNAKE CASE>.
 BROKER_ENV_PREFIX = "HOSTSDIR_BROKER_"
 # Flags are checked against two tables: API.md's "Command line" (the
-# contract) and README's "Configuration" (what this version implements).
-# A flag only API.md lists (today --token-file and --tls-*) is reported as
-# "not implemented by this version": the broker exits 2 when given it.
+# contract) and README's "Configuration" (this implementation's flags).
+# Where the token Secret is mounted, and its key (token-secret.yaml).
+TOKEN_SECRET = "hostsdir-broker-tokens"
+TOKEN_FILE = "/etc/hostsdir-broker/tokens"
+# Commented-out lines that turn TLS on: `<indent>#tls <yaml>`.
+TLS_MARK = re.compile(r"^(\s*)#tls ", re.M)
 
 
 # --------------------------------------------------------------------------
@@ -124,13 +133,12 @@ def documented_flags(doc: str, heading: str, source: str) -> Dict[str, Flag]:
     return flags
 
 
-def load_flag_docs(res: Results) -> Tuple[Dict[str, Flag], Dict[str, Flag]]:
-    """(every documented flag, the flags README says this version has)."""
+def load_flag_docs(res: Results) -> Dict[str, Flag]:
+    """Every flag documented in README's or API.md's table."""
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
-    implemented = documented_flags(readme, "Configuration", "README.md")
-    res.check(len(implemented) >= 5, "README.md's configuration table lists the serve flags",
-              f"found only {sorted(implemented)}")
-    everything = {k: Flag(v.name, v.metavar, v.choices, list(v.sources)) for k, v in implemented.items()}
+    everything = documented_flags(readme, "Configuration", "README.md")
+    res.check(len(everything) >= 5, "README.md's configuration table lists the serve flags",
+              f"found only {sorted(everything)}")
     api = None
     for candidate in (ROOT.parent / "shared" / "API.md", ROOT / "API.md"):
         if candidate.is_file():
@@ -147,7 +155,7 @@ def load_flag_docs(res: Results) -> Tuple[Dict[str, Flag], Dict[str, Flag]]:
                 everything[name].sources.append("API.md")
             else:
                 everything[name] = flag
-    return everything, implemented
+    return everything
 
 
 # --------------------------------------------------------------------------
@@ -242,8 +250,16 @@ def dnsmasq_options(argv: List[str]) -> Dict[str, str]:
 # --------------------------------------------------------------------------
 
 def load_documents(path: pathlib.Path) -> List[Dict[str, Any]]:
-    with path.open(encoding="utf-8") as f:
-        return [d for d in yaml.safe_load_all(f) if d]
+    return parse_documents(path.read_text(encoding="utf-8"))
+
+
+def parse_documents(text: str) -> List[Dict[str, Any]]:
+    return [d for d in yaml.safe_load_all(text) if d]
+
+
+def tls_variant(text: str) -> Optional[str]:
+    """The manifest with its `#tls ` lines uncommented, or None without any."""
+    return TLS_MARK.sub(r"\1", text) if TLS_MARK.search(text) else None
 
 
 def argv_of(container: Dict[str, Any]) -> List[str]:
@@ -294,10 +310,10 @@ def labels_match(selector: Dict[str, str], labels: Dict[str, str]) -> bool:
 # The checks
 # --------------------------------------------------------------------------
 
-def check_schemas(files: List[pathlib.Path], versions: List[str], res: Results) -> None:
-    for path in files:
-        for doc in load_documents(path):
-            name = f"{path.name}: {doc.get('kind')}/{(doc.get('metadata') or {}).get('name')}"
+def check_schemas(manifests: List[Tuple[str, List[Dict[str, Any]]]], versions: List[str], res: Results) -> None:
+    for label, docs in manifests:
+        for doc in docs:
+            name = f"{label}: {doc.get('kind')}/{(doc.get('metadata') or {}).get('name')}"
             for version in versions:
                 what = f"{name} validates against Kubernetes {version} (strict)"
                 try:
@@ -315,13 +331,15 @@ def check_schemas(files: List[pathlib.Path], versions: List[str], res: Results) 
                     res.check(False, what, f"{type(e).__name__}: {e}")
 
 
-def check_workload(path: pathlib.Path, docs: List[Dict[str, Any]], flag_docs: Dict[str, Flag],
-                   implemented: Dict[str, Flag], res: Results, dnsmasq_bin: Optional[str]) -> None:
+def check_workload(f: str, layout: str, docs: List[Dict[str, Any]], flag_docs: Dict[str, Flag],
+                   secrets: Dict[str, List[str]], res: Results, dnsmasq_bin: Optional[str]) -> None:
+    """Checks one layout; `f` names it in the output, `layout` is its kind
+    (supervised, sidecar), `secrets` the keys of the Secrets defined in the
+    manifests checked (name -> keys)."""
     by_kind: Dict[str, List[Dict[str, Any]]] = {}
     for d in docs:
         by_kind.setdefault(d["kind"], []).append(d)
     workloads = [d for d in docs if d["kind"] in WORKLOAD_KINDS]
-    f = path.name
     if not res.check(len(workloads) == 1, f"{f}: holds one workload", f"found {len(workloads)}"):
         return
     wl = workloads[0]
@@ -359,12 +377,13 @@ def check_workload(path: pathlib.Path, docs: List[Dict[str, Any]], flag_docs: Di
                 env_flags[name] = value
     given = {**env_flags, **args.flags}
 
-    # Flags the contract lists but this version does not implement make the
-    # broker exit 2 at start-up.
-    for name in given:
-        if name in flag_docs:
-            res.check(name in implemented, f"{f} broker: --{name} is implemented by this version (README)",
-                      "listed in API.md only; this version refuses it at start-up")
+    # Tokens: required, from the mounted Secret; never --insecure-no-auth.
+    res.check("insecure-no-auth" not in given, f"{f} broker: no --insecure-no-auth (or HOSTSDIR_BROKER_INSECURE_NO_AUTH)",
+              "it lets the broker listen without tokens")
+    token_file = given.get("token-file")
+    if res.check(token_file == TOKEN_FILE, f"{f} broker: --token-file is {TOKEN_FILE}", f"got {token_file!r}"):
+        check_secret_file(f, broker, volumes, token_file, TOKEN_SECRET, "tokens", "token-file", secrets, res)
+    tls = check_tls(f, broker, volumes, given, secrets, res)
 
     # Listening address, and exposure without tokens.
     listen = given.get("listen") or "127.0.0.1:8787"
@@ -403,7 +422,6 @@ def check_workload(path: pathlib.Path, docs: List[Dict[str, Any]], flag_docs: Di
 
     # Reload method and where dnsmasq runs.
     method = given.get("reload") or ("supervise" if args.dnsmasq else "none")
-    layout = path.stem
     dnsmasq_container = broker
     dnsmasq_argv = args.dnsmasq
     if layout == "supervised":
@@ -446,21 +464,34 @@ def check_workload(path: pathlib.Path, docs: List[Dict[str, Any]], flag_docs: Di
                   f"adds {sorted(caps)}")
         check_dnsmasq_conf(f, dnsmasq_container, dnsmasq_argv, opts, volumes, by_kind, res, dnsmasq_bin)
 
-    # Probes.
+    # Probes: GET /healthz and /readyz on the listen port, over HTTPS when
+    # TLS is on. With --tls-client-ca the broker refuses connections that
+    # bring no client certificate, as kubelet's do: TCP probes then.
+    mtls = "tls-client-ca" in given
     for probe, expected in (("livenessProbe", "/healthz"), ("readinessProbe", "/readyz"), ("startupProbe", "/healthz")):
         p = broker.get(probe)
         if p is None and probe == "startupProbe":
+            continue
+        if mtls:
+            tcp = (p or {}).get("tcpSocket") or {}
+            res.check(bool(tcp) and port_number(broker, tcp.get("port")) == listen_port,
+                      f"{f}: the broker's {probe} is a TCP probe of the listen port (--tls-client-ca)",
+                      "kubelet presents no client certificate, so the broker refuses its HTTP probes")
             continue
         http = (p or {}).get("httpGet") or {}
         res.check(http.get("path") == expected, f"{f}: the broker's {probe} is GET {expected}", f"got {http.get('path')!r}")
         res.check(port_number(broker, http.get("port")) == listen_port, f"{f}: the broker's {probe} uses the listen port",
                   f"port {http.get('port')!r}")
-        res.check(http.get("scheme", "HTTP") == "HTTP", f"{f}: the broker's {probe} is plain HTTP (no TLS yet)")
+        scheme = "HTTPS" if tls else "HTTP"
+        res.check(http.get("scheme", "HTTP") == scheme, f"{f}: the broker's {probe} uses {scheme}",
+                  f"scheme {http.get('scheme', 'HTTP')}")
 
     # Prometheus.
     res.check(annotations.get("prometheus.io/scrape") == "true", f"{f}: prometheus.io/scrape is \"true\"")
     res.check(annotations.get("prometheus.io/port") == str(listen_port), f"{f}: prometheus.io/port is the listen port")
     res.check(annotations.get("prometheus.io/path") == "/metrics", f"{f}: prometheus.io/path is /metrics")
+    res.check(annotations.get("prometheus.io/scheme", "http") == ("https" if tls else "http"),
+              f"{f}: prometheus.io/scheme is {'https' if tls else 'http'}", f"got {annotations.get('prometheus.io/scheme')!r}")
 
     # Service for the conductors.
     services = [s for s in by_kind.get("Service", []) if labels_match(s["spec"].get("selector") or {}, pod_labels)]
@@ -480,14 +511,6 @@ def check_workload(path: pathlib.Path, docs: List[Dict[str, Any]], flag_docs: Di
                      if not r.get("ports") or any(p.get("port") in (listen_port, "api") and p.get("protocol", "TCP") == "TCP" for p in r["ports"])]
         res.check(bool(api_rules) and all(r.get("from") for r in api_rules),
                   f"{f}: every NetworkPolicy rule that opens the API port names its peers")
-
-    # The token Secret mount (for --token-file, not yet implemented).
-    tok = [(c, m) for c in [broker] for m in c.get("volumeMounts") or []
-           if m["mountPath"].rstrip("/") == "/etc/hostsdir-broker" and "secret" in volumes.get(m["name"], {})]
-    if res.check(len(tok) == 1, f"{f}: a Secret is mounted at /etc/hostsdir-broker in the broker"):
-        sec = volumes[tok[0][1]["name"]]["secret"]
-        res.check(sec.get("optional") is True, f"{f}: the token Secret is optional (tokens are not implemented yet)")
-        res.check(sec.get("secretName") == "hostsdir-broker-tokens", f"{f}: the token Secret is hostsdir-broker-tokens (token-secret.yaml)")
 
     # Resources and security contexts on every container.
     pod_sc = pod.get("securityContext") or {}
@@ -512,6 +535,45 @@ def check_workload(path: pathlib.Path, docs: List[Dict[str, Any]], flag_docs: Di
                         if v["name"] == m["name"]] if init_containers else []
                 res.check(any(w in made for w in want), f"{f}: subPath {m['subPath']} of {c['name']} is created by an init container",
                           "kubelet would create it owned by root")
+
+
+def check_secret_file(f: str, container: Dict[str, Any], volumes: Dict[str, Any], path: str, secret_name: str,
+                      key: str, flag: str, secrets: Dict[str, List[str]], res: Results) -> None:
+    """`path` (given to --`flag`) is key `key` of Secret `secret_name`,
+    mounted read-only from a volume that is not optional."""
+    r = resolve_path(container, path)
+    vol = volumes.get(r[0], {}) if r else {}
+    sec = vol.get("secret")
+    if not res.check(sec is not None, f"{f} broker: --{flag} {path} is in a mounted Secret", f"resolves to {r}"):
+        return
+    res.check(sec.get("secretName") == secret_name, f"{f}: the Secret behind --{flag} is {secret_name}",
+              f"got {sec.get('secretName')!r}")
+    res.check(sec.get("optional") in (None, False), f"{f}: the Secret volume {r[0]} is not optional (--{flag} is required)",
+              "optional: true would start the pod without the file")
+    res.check(r[2], f"{f} broker: the Secret volume {r[0]} is mounted read-only")
+    items = {i["path"]: i["key"] for i in sec.get("items") or []}
+    got = items.get(r[1], r[1]) if items else r[1]
+    res.check(got == key, f"{f}: --{flag} {path} is the Secret's key {key}", f"it is key {got!r}")
+    if secret_name in secrets:
+        res.check(key in secrets[secret_name], f"{f}: the Secret {secret_name} defined here has the key {key}",
+                  f"its keys: {secrets[secret_name]}")
+    elif secret_name == TOKEN_SECRET:
+        res.note(f"{f}: Secret {secret_name} is not among the manifests checked (token-secret.yaml)")
+
+
+def check_tls(f: str, broker: Dict[str, Any], volumes: Dict[str, Any], given: Dict[str, Optional[str]],
+              secrets: Dict[str, List[str]], res: Results) -> bool:
+    """The --tls-* flags, when given, name the keys of a mounted
+    kubernetes.io/tls Secret; True when TLS is on."""
+    cert, key, ca = given.get("tls-cert"), given.get("tls-key"), given.get("tls-client-ca")
+    if not (cert or key or ca):
+        return False
+    res.check(bool(cert) and bool(key), f"{f} broker: --tls-cert and --tls-key are given together",
+              "the broker refuses one without the other")
+    for flag, value, k in (("tls-cert", cert, "tls.crt"), ("tls-key", key, "tls.key"), ("tls-client-ca", ca, "ca.crt")):
+        if value:
+            check_secret_file(f, broker, volumes, value, "hostsdir-broker-tls", k, flag, secrets, res)
+    return True
 
 
 def check_dnsmasq_conf(f: str, container: Dict[str, Any], argv: List[str], opts: Dict[str, str],
@@ -557,10 +619,20 @@ def check_token_secret(path: pathlib.Path, docs: List[Dict[str, Any]], res: Resu
     if not res.check(isinstance(text, str), f"{f}: the Secret has a `tokens` key"):
         return
     lines = [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.strip().startswith("#")]
-    res.check(bool(lines) and all(len(ln.split()) == 2 and ln.split()[0] in ("read", "write") for ln in lines),
-              f"{f}: every token line is `<role> <token>` with role read or write", f"{lines}")
+    ok = res.check(bool(lines) and all(len(ln.split()) == 2 and ln.split()[0] in ("read", "write") for ln in lines),
+                   f"{f}: every token line is `<role> <token>` with role read or write", f"{lines}")
+    if not ok:
+        return
+    tokens = [ln.split()[1] for ln in lines]
+    res.check(all(len(tok) >= 16 for tok in tokens), f"{f}: every token has at least 16 characters (the broker's minimum)",
+              f"lengths {[len(tok) for tok in tokens]}")
+    res.check(len(set(tokens)) == len(tokens), f"{f}: the tokens differ from each other")
+    res.check(any(ln.split()[0] == "write" for ln in lines), f"{f}: there is a `write` token (what conductors need)")
+    res.check(all("REPLACE-ME" in tok for tok in tokens), f"{f}: the tokens are obvious placeholders (REPLACE-ME)",
+              "real tokens do not belong in the repository")
     raw = path.read_text(encoding="utf-8")
-    res.check("not yet implemented" in raw, f"{f}: says --token-file is not yet implemented")
+    res.check("openssl rand" in raw and "token_file" in raw,
+              f"{f}: says how to make real tokens (openssl rand) and how conductors get theirs ([hostsdir_broker] token_file)")
 
 
 def find_dnsmasq() -> Optional[str]:
@@ -583,19 +655,32 @@ def main() -> int:
     print(f"kubernetes-validate {KV_VERSION}, schemas from {pathlib.Path(kv.__file__).parent / 'kubernetes-json-schema'}")
     res.check(bool(files), "there are manifests to check", f"none in {HERE}")
 
-    check_schemas(files, a.kubernetes_version, res)
+    # Each file as written, and each layout again with TLS turned on.
+    manifests: List[Tuple[str, str, List[Dict[str, Any]]]] = []   # (label, layout, docs)
+    for path in files:
+        text = path.read_text(encoding="utf-8")
+        docs = parse_documents(text)
+        manifests.append((path.name, path.stem, docs))
+        if any(d["kind"] in WORKLOAD_KINDS for d in docs):
+            variant = tls_variant(text)
+            if res.check(variant is not None, f"{path.name}: offers TLS as commented-out `#tls ` lines"):
+                manifests.append((f"{path.name} (TLS on)", path.stem, parse_documents(variant)))
+    check_schemas([(label, docs) for label, _, docs in manifests], a.kubernetes_version, res)
 
-    flag_docs, implemented = load_flag_docs(res)
+    flag_docs = load_flag_docs(res)
+    secrets = {d["metadata"]["name"]: sorted({*(d.get("stringData") or {}), *(d.get("data") or {})})
+               for _, _, docs in manifests for d in docs if d["kind"] == "Secret"}
     dnsmasq_bin = find_dnsmasq()
     if dnsmasq_bin is None:
         res.note("dnsmasq not found: the `dnsmasq --test` syntax check of the command line and dnsmasq.conf is not run")
     seen_layouts = set()
+    for label, layout, docs in manifests:
+        if any(d["kind"] in WORKLOAD_KINDS for d in docs):
+            seen_layouts.add(layout)
+            check_workload(label, layout, docs, flag_docs, secrets, res, dnsmasq_bin)
     for path in files:
         docs = load_documents(path)
-        if any(d["kind"] in WORKLOAD_KINDS for d in docs):
-            seen_layouts.add(path.stem)
-            check_workload(path, docs, flag_docs, implemented, res, dnsmasq_bin)
-        elif any(d["kind"] == "Secret" for d in docs):
+        if not any(d["kind"] in WORKLOAD_KINDS for d in docs) and any(d["kind"] == "Secret" for d in docs):
             check_token_secret(path, docs, res)
     # The layouts differ only in their workload.
     layouts = {p.stem: p for p in files if p.stem in ("supervised", "sidecar")}

