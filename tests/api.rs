@@ -97,7 +97,15 @@ const READ_TOKEN: &str = "read-token-0123456789";
 const WRITE_TOKEN: &str = "write-token-0123456789";
 
 fn start_with(auth: bool) -> Broker {
+    start_seeded(auth, |_| {})
+}
+
+/// A broker over directories that `seed` filled before it started.
+fn start_seeded(auth: bool, seed: impl FnOnce(&Path)) -> Broker {
     let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("hosts")).unwrap();
+    std::fs::create_dir_all(dir.path().join("opts")).unwrap();
+    seed(dir.path());
     let tokens = auth.then(|| {
         let path = dir.path().join("tokens");
         std::fs::write(
@@ -716,7 +724,7 @@ async fn leases_status_and_probes() {
     assert_eq!(b.call("GET", "/readyz", None, &[]).await.0, StatusCode::OK);
     let (status, body, _) = b.call("GET", "/v1/nothing", None, &[]).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
-    assert_eq!(body["error"]["code"], "not_found");
+    assert_eq!(body["error"]["code"], "no_route");
 }
 
 #[tokio::test]
@@ -910,4 +918,64 @@ async fn openapi_document_matches_the_router() {
             "dangling $ref {name}"
         );
     }
+}
+
+#[tokio::test]
+async fn a_file_the_broker_cannot_parse_can_be_read_replaced_and_deleted() {
+    // Stock Ironic writes DHCPv6 boot URLs as DHCPv4 option 59, which the
+    // broker refuses; such files exist and must stay manageable.
+    let stock =
+        "tag:t1,tag:!ipxe,67,snponly.efi\ntag:t1,tag:!ipxe6,59,tftp://[2001:db8::10]/snponly.efi\n";
+    let b = start_seeded(false, |d| {
+        std::fs::write(d.join("opts/ironic-node.conf"), stock).unwrap();
+        std::fs::write(d.join("opts/ironic-other.conf"), stock).unwrap();
+    });
+    let (status, body, etag) = b
+        .call("GET", "/v1/options/ironic-node.conf", None, &[])
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["valid"], false);
+    assert!(
+        body["problem"].as_str().unwrap().contains("option6:59"),
+        "{body}"
+    );
+    assert_eq!(
+        etag.unwrap(),
+        format!("\"{}\"", sha256_hex(stock.as_bytes()))
+    );
+
+    // Replacing it is a replace (200) and needs a reload.
+    let (status, body, _) = b
+        .call(
+            "PUT",
+            "/v1/options/ironic-node.conf?wait=reload",
+            Some(json!({"lines": ["tag:t1,tag:!ipxe,67,snponly.efi"]})),
+            &[],
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["reload"], "delivered");
+    assert_eq!(
+        std::fs::read_to_string(b.opts().join("ironic-node.conf")).unwrap(),
+        "tag:t1,tag:!ipxe,67,snponly.efi\n"
+    );
+
+    // Deleting one works too, with If-Match on its ETag.
+    let tag = format!("\"{}\"", sha256_hex(stock.as_bytes()));
+    let (status, body, _) = b
+        .call(
+            "DELETE",
+            "/v1/options/ironic-other.conf?wait=reload",
+            None,
+            &[("if-match", tag.as_str())],
+        )
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+    assert!(!b.opts().join("ironic-other.conf").exists());
+    assert_eq!(b.reloads.0.load(Ordering::SeqCst), 2);
+    let (_, status, _) = b.call("GET", "/v1/status", None, &[]).await;
+    assert!(
+        status["problems"].as_array().unwrap().is_empty(),
+        "{status}"
+    );
 }

@@ -133,15 +133,28 @@ impl WaitQuery {
 
 async fn get_entry(kind: Kind, state: AppState, raw: String) -> ApiResult<Response> {
     let name = name_of(&raw)?;
-    let entry = state
-        .store
-        .get(kind, name.as_str())
-        .ok_or_else(|| ApiError::not_found(format!("no {kind} entry named `{name}`")))?;
-    Ok((
-        [(header::ETAG, etag_header(entry.etag))],
-        Json(entry_json(&entry)),
-    )
-        .into_response())
+    if let Some(entry) = state.store.get(kind, name.as_str()) {
+        return Ok((
+            [(header::ETAG, etag_header(entry.etag))],
+            Json(entry_json(&entry)),
+        )
+            .into_response());
+    }
+    // A file the broker cannot parse (written by someone else) still exists:
+    // show it as it is, so it can be inspected, replaced or deleted.
+    let unparsed = state.store.read(|i| i.unparsed(kind, &name).cloned());
+    let Some(file) = unparsed else {
+        return Err(ApiError::not_found(format!(
+            "no {kind} entry named `{name}`"
+        )));
+    };
+    let text = file.text.strip_suffix('\n').unwrap_or(&file.text);
+    let mut body = json!({"name": name.as_str(), "etag": file.etag.to_string(), "valid": false, "problem": file.reason});
+    match kind {
+        Kind::Host => body["line"] = json!(text),
+        Kind::Option => body["lines"] = json!(text.lines().collect::<Vec<_>>()),
+    }
+    Ok(([(header::ETAG, etag_header(file.etag))], Json(body)).into_response())
 }
 
 async fn put_entry(

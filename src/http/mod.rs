@@ -70,7 +70,13 @@ pub fn app(state: AppState, limits: Limits) -> Router {
         .merge(batch::router())
         .merge(ops::router())
         .merge(openapi::router())
-        .fallback(|| async { ApiError::not_found("no such route; see API.md") })
+        .fallback(|| async {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                "no_route",
+                "no such route; see GET /openapi.json",
+            )
+        })
         .method_not_allowed_fallback(|| async {
             ApiError::new(
                 StatusCode::METHOD_NOT_ALLOWED,

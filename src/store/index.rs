@@ -93,6 +93,19 @@ impl Stamp {
     }
 }
 
+/// A file with a valid entry name that does not parse: the broker does not
+/// understand it, but it exists, so it can be replaced or deleted (and its
+/// removal from dnsmasq needs a reload like any other).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unparsed {
+    /// The file's contents (lossy UTF-8).
+    pub text: String,
+    /// SHA-256 of the file's bytes.
+    pub etag: super::Etag,
+    /// Why it does not parse.
+    pub reason: String,
+}
+
 /// Filters for listing entries.
 #[derive(Debug, Default, Clone)]
 pub struct ListQuery {
@@ -124,6 +137,8 @@ pub struct Index {
     /// What each file looked like on disk when last read or written, so a
     /// rescan re-reads only files that changed.
     stamps: HashMap<(Kind, Name), Stamp>,
+    /// Files under entry names that do not parse (also listed in `problems`).
+    unparsed: HashMap<(Kind, Name), Unparsed>,
     /// How many host entries carry a `set:` tag (kept current so the
     /// dnsmasq 2.90 crash check is O(1) on the commit path).
     set_tag_hosts: usize,
@@ -169,9 +184,39 @@ impl Index {
         self.set_tag_hosts > 0
     }
 
+    /// The unparsable file under `name`, if there is one.
+    pub fn unparsed(&self, kind: Kind, name: &Name) -> Option<&Unparsed> {
+        self.unparsed.get(&(kind, name.clone()))
+    }
+
+    /// Records an unparsable file under an entry name.
+    pub fn set_unparsed(&mut self, kind: Kind, name: Name, file: Unparsed) {
+        self.problems.push(Problem {
+            kind,
+            file: name.to_string(),
+            reason: file.reason.clone(),
+        });
+        self.unparsed.insert((kind, name), file);
+    }
+
+    /// Forgets an unparsable file that was replaced or removed.
+    fn forget_unparsed(&mut self, kind: Kind, name: &str) {
+        if let Some(key) = self
+            .unparsed
+            .keys()
+            .find(|(k, n)| *k == kind && n.as_str() == name)
+            .cloned()
+        {
+            self.unparsed.remove(&key);
+            self.problems
+                .retain(|p| !(p.kind == kind && p.file == name));
+        }
+    }
+
     /// Inserts or replaces an entry, keeping the address maps in step.
     pub fn insert(&mut self, entry: Arc<Entry>) -> Option<Arc<Entry>> {
         let kind = entry.spec.kind();
+        self.forget_unparsed(kind, entry.name.as_str());
         let old = self.remove(kind, entry.name.as_str());
         for key in keys_of(&entry.spec) {
             match self.holders.get(&key) {
@@ -190,8 +235,10 @@ impl Index {
         old
     }
 
-    /// Removes an entry, releasing its addresses.
+    /// Removes an entry (or an unparsable file's record), releasing its
+    /// addresses.
     pub fn remove(&mut self, kind: Kind, name: &str) -> Option<Arc<Entry>> {
+        self.forget_unparsed(kind, name);
         self.duplicates.remove(&(kind, name.to_string()));
         let old = self.map_mut(kind).remove(name)?;
         self.stamps.remove(&(kind, old.name.clone()));

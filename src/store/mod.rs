@@ -33,7 +33,7 @@ use tokio::sync::oneshot;
 
 use crate::entry::{HostSpec, Name, OptionsSpec};
 pub use fsio::FsError;
-pub use index::{Index, Key, ListQuery, Problem, Stamp};
+pub use index::{Index, Key, ListQuery, Problem, Stamp, Unparsed};
 
 /// True for the names of temp files this broker writes (dotfiles).
 pub fn is_temp_name(file_name: &str) -> bool {

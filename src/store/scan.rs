@@ -107,7 +107,7 @@ pub(crate) fn scan(
                 .and_then(|(p, s)| p.unchanged(kind, &file_name, s));
             let entry = match known {
                 Some(e) => Some(e.clone()),
-                None => read_entry(config, kind, &file_name, &mut index.problems).map(Arc::new),
+                None => read_entry(config, kind, &file_name, &mut index).map(Arc::new),
             };
             if let (Some(entry), Some(stamp)) = (entry, stamp) {
                 index.set_stamp(kind, entry.name.clone(), stamp);
@@ -124,8 +124,9 @@ pub(crate) fn read_entry(
     config: &StoreConfig,
     kind: Kind,
     file_name: &str,
-    problems: &mut Vec<Problem>,
+    index: &mut Index,
 ) -> Option<Entry> {
+    let problems = &mut index.problems;
     if file_name.starts_with('.')
         || file_name.ends_with('~')
         || (file_name.starts_with('#') && file_name.ends_with('#'))
@@ -185,7 +186,12 @@ pub(crate) fn read_entry(
             })
         }
         Err(e) => {
-            problems.push(problem(kind, file_name, &e.message));
+            let file = super::Unparsed {
+                text: String::from_utf8_lossy(&bytes).into_owned(),
+                etag: Etag::of(&bytes),
+                reason: e.message,
+            };
+            index.set_unparsed(kind, name, file);
             None
         }
     }

@@ -22,8 +22,8 @@ use super::fsio::{self, FsError};
 use super::index::{has_set_tags, keys_of, Key};
 use super::scan::{self, Locks};
 use super::{
-    Applied, Entry, Index, Kind, Op, OpError, Outcome, Precondition, ReloadSink, Shared, Status,
-    StoreError,
+    Applied, Entry, Etag, Index, Kind, Op, OpError, Outcome, Precondition, ReloadSink, Shared,
+    Status, StoreError,
 };
 use crate::entry::Name;
 
@@ -323,7 +323,7 @@ impl Writer {
 
         // Phase 2: wait out legacy writers holding a file we replace.
         let mut legacy_locks = Vec::new();
-        for change in plan.changes.iter().filter(|c| c.old.is_some()) {
+        for change in plan.changes.iter().filter(|c| c.replaces) {
             let path = config.dir(change.kind).join(change.name.as_str());
             match fsio::wait_for_legacy_lock(&path, config.legacy_lock_timeout) {
                 Ok(f) => legacy_locks.push(f),
@@ -344,9 +344,9 @@ impl Writer {
         let mut failed = None;
         for (change, p) in plan.changes.iter().zip(prepared) {
             let dir = config.dir(change.kind);
-            let result = match (p, &change.old) {
-                (Some(p), None) => p.create(),
-                (Some(p), Some(_)) => p.replace(),
+            let result = match (p, change.replaces) {
+                (Some(p), false) => p.create(),
+                (Some(p), true) => p.replace(),
                 (None, _) => fsio::remove(dir, change.name.as_str()),
             };
             if let Err(e) = result {
@@ -372,9 +372,13 @@ impl Writer {
         let mut needs_reload = false;
         let (mut written, mut removed) = (0u64, 0u64);
         for change in &plan.changes {
-            if let Some(old) = &change.old {
+            if change.replaces {
                 needs_reload = true;
-                risky |= has_set_tags(&old.spec);
+                // An unparsable host file's tags are unknown: assume the worst.
+                risky |= change
+                    .old
+                    .as_ref()
+                    .map_or(change.kind == Kind::Host, |o| has_set_tags(&o.spec));
             }
             match &change.new {
                 Some(new) => {
@@ -440,8 +444,11 @@ struct Change {
     op: usize,
     kind: Kind,
     name: Name,
-    /// What is on disk now.
+    /// What is on disk now (`None` also for an unparsable file).
     old: Option<Arc<Entry>>,
+    /// A file exists under the name now (parsed or not): the change is a
+    /// replace or a removal, which dnsmasq only sees after a reload.
+    replaces: bool,
     /// What will be (`None`: remove).
     new: Option<Arc<Entry>>,
 }
@@ -466,6 +473,18 @@ impl<'a> Overlay<'a> {
         match self.entries.get(&(kind, name.clone())) {
             Some((_, e)) => e.clone(),
             None => self.index.get(kind, name.as_str()).cloned(),
+        }
+    }
+
+    /// The ETag of whatever file is under `name`, parsed or not.
+    fn current_etag(&self, kind: Kind, name: &Name) -> Option<Etag> {
+        match self.entries.get(&(kind, name.clone())) {
+            Some((_, e)) => e.as_ref().map(|e| e.etag),
+            None => self
+                .index
+                .get(kind, name.as_str())
+                .map(|e| e.etag)
+                .or_else(|| self.index.unparsed(kind, name).map(|u| u.etag)),
         }
     }
 
@@ -524,7 +543,7 @@ fn precondition_holds(
     pre: Precondition,
     kind: Kind,
     name: &Name,
-    current: Option<&Arc<Entry>>,
+    current: Option<Etag>,
 ) -> Result<(), StoreError> {
     match (pre, current) {
         (Precondition::None, _) => Ok(()),
@@ -532,12 +551,12 @@ fn precondition_holds(
         (Precondition::IfExists, None) => Err(StoreError::Precondition(format!("{kind} entry `{name}` does not exist, so it cannot match If-Match: *"))),
         (Precondition::IfAbsent, Some(e)) => Err(StoreError::Precondition(format!(
             "{kind} entry `{name}` already exists (ETag {}) and If-None-Match: * asks to create only",
-            e.etag.quoted()
+            e.quoted()
         ))),
-        (Precondition::IfMatch(want), Some(e)) if e.etag == want => Ok(()),
+        (Precondition::IfMatch(want), Some(e)) if e == want => Ok(()),
         (Precondition::IfMatch(want), Some(e)) => Err(StoreError::Precondition(format!(
             "{kind} entry `{name}` has ETag {}, not the If-Match value {}",
-            e.etag.quoted(),
+            e.quoted(),
             want.quoted()
         ))),
         (Precondition::IfMatch(want), None) => Err(StoreError::Precondition(format!(
@@ -601,9 +620,10 @@ fn plan(index: &Index, ops: &[Op]) -> Result<Plan, OpError> {
         .into_iter()
         .filter_map(|((kind, name), (op, new))| {
             let old = index.get(kind, name.as_str()).cloned();
+            let replaces = old.is_some() || index.unparsed(kind, &name).is_some();
             let same = match (&old, &new) {
                 (Some(o), Some(n)) => o.text == n.text,
-                (None, None) => true,
+                (None, None) => !replaces,
                 _ => false,
             };
             (!same).then_some(Change {
@@ -611,6 +631,7 @@ fn plan(index: &Index, ops: &[Op]) -> Result<Plan, OpError> {
                 kind,
                 name,
                 old,
+                replaces,
                 new,
             })
         })
@@ -635,7 +656,8 @@ fn put(
         });
     }
     let current = overlay.current(kind, name);
-    precondition_holds(pre, kind, name, current.as_ref())?;
+    let current_etag = overlay.current_etag(kind, name);
+    precondition_holds(pre, kind, name, current_etag)?;
     let new = Arc::new(Entry::canonical(name.clone(), spec.clone()));
     if let Some(cur) = &current {
         if cur.text == new.text {
@@ -653,13 +675,13 @@ fn put(
     Ok(Outcome {
         kind,
         name: name.clone(),
-        status: if current.is_some() {
+        status: if current_etag.is_some() {
             Status::Replaced
         } else {
             Status::Created
         },
         entry: Some(new),
-        old_etag: current.map(|c| c.etag),
+        old_etag: current_etag,
     })
 }
 
@@ -676,9 +698,9 @@ fn delete(
             name: name.to_string(),
         });
     }
-    let current = overlay.current(kind, name);
-    precondition_holds(pre, kind, name, current.as_ref())?;
-    let Some(cur) = current else {
+    let current = overlay.current_etag(kind, name);
+    precondition_holds(pre, kind, name, current)?;
+    let Some(etag) = current else {
         return Err(StoreError::NotFound {
             kind,
             name: name.to_string(),
@@ -690,6 +712,6 @@ fn delete(
         name: name.clone(),
         status: Status::Deleted,
         entry: None,
-        old_etag: Some(cur.etag),
+        old_etag: Some(etag),
     })
 }
