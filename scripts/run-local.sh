@@ -4,8 +4,5 @@
 set -euo pipefail
 top=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$top"
-command -v cargo >/dev/null || {
-    echo "run-local: cargo not found; install Rust >= 1.88 (https://rustup.rs) first" >&2
-    exit 1
-}
+. scripts/ensure-rust.sh
 exec cargo run --release -- serve "$@"

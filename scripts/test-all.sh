@@ -3,16 +3,13 @@
 # need (dnsmasq 2.90 from Debian, dnsmasq 2.91 built from Debian's source,
 # udhcpc, the Ironic virtualenv), then runs every Rust test (unit, API,
 # multi-process, real-dnsmasq end-to-end) and the Ironic plugin's tests.
-# Needs root (network namespaces) and a Rust toolchain (cargo >= 1.88).
+# Needs root (network namespaces); installs Rust with rustup if missing.
 # Fast tests only, no root needed: `cargo test --lib --test api`.
 set -euo pipefail
 top=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$top"
 
-command -v cargo >/dev/null || {
-    echo "test-all: cargo not found; install Rust >= 1.88 (https://rustup.rs) first" >&2
-    exit 1
-}
+. scripts/ensure-rust.sh
 [ "$(id -u)" -eq 0 ] || {
     echo "test-all: run as root: the end-to-end tests create network namespaces" >&2
     exit 1
