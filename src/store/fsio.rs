@@ -57,6 +57,16 @@ impl FsError {
         }
     }
 
+    /// A copy to hand to each of several waiting requests (`io::Error` is
+    /// not `Clone`; the kind, OS error code and message are kept).
+    pub(crate) fn duplicate(&self) -> FsError {
+        let source = match self.source.raw_os_error() {
+            Some(code) => io::Error::from_raw_os_error(code),
+            None => io::Error::new(self.source.kind(), self.source.to_string()),
+        };
+        FsError::new(self.action, self.path.clone(), source)
+    }
+
     /// True when the error is "no space left on device" (or quota exceeded).
     pub fn is_no_space(&self) -> bool {
         matches!(self.source.raw_os_error(), Some(28) | Some(122))

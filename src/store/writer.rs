@@ -191,11 +191,7 @@ impl Writer {
                     let result = match (result, &fsync_error) {
                         (Ok(_), Some(e)) => Err(OpError {
                             index: 0,
-                            error: StoreError::from(FsError::new(
-                                e.action,
-                                e.path.clone(),
-                                std::io::Error::new(e.source.kind(), e.source.to_string()),
-                            )),
+                            error: StoreError::from(e.duplicate()),
                         }),
                         (Ok(mut done), None) => {
                             if done.needs_reload {
@@ -229,13 +225,7 @@ impl Writer {
             .unwrap_or_else(|p| p.into_inner())
             .last_error = Some(e.to_string());
         for request in group {
-            let err = || {
-                StoreError::from(FsError::new(
-                    e.action,
-                    e.path.clone(),
-                    std::io::Error::new(e.source.kind(), e.source.to_string()),
-                ))
-            };
+            let err = || StoreError::from(e.duplicate());
             match request {
                 Request::Apply { reply, .. } => {
                     let _ = reply.send(Err(OpError {
