@@ -84,6 +84,10 @@ impl Broker {
         (status, value, etag)
     }
 
+    async fn batch(&self, body: Value) -> (StatusCode, Value, Option<String>) {
+        self.call("POST", "/v1/batch", Some(body), &[]).await
+    }
+
     async fn put(&self, uri: &str, body: Value) -> (StatusCode, Value, Option<String>) {
         self.call("PUT", uri, Some(body), &[]).await
     }
@@ -358,15 +362,10 @@ async fn a_mac_or_ip_belongs_to_one_entry() {
     assert_eq!(files(&b.hosts()).len(), 1);
     // moving a MAC inside one batch is fine: delete a, create b
     let (status, body, _) = b
-        .call(
-            "POST",
-            "/v1/batch",
-            Some(json!({"ops": [
-                {"op": "put", "kind": "host", "name": "b", "spec": {"macs": ["52:54:00:00:00:01"]}},
-                {"op": "delete", "kind": "host", "name": "a"}
-            ]})),
-            &[],
-        )
+        .batch(json!({"ops": [
+            {"op": "put", "kind": "host", "name": "b", "spec": {"macs": ["52:54:00:00:00:01"]}},
+            {"op": "delete", "kind": "host", "name": "a"}
+        ]}))
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(
@@ -495,16 +494,11 @@ async fn rejected_requests_write_nothing_and_name_the_bad_value() {
 async fn batch_is_all_or_nothing() {
     let b = start();
     let (status, body, _) = b
-        .call(
-            "POST",
-            "/v1/batch",
-            Some(json!({"ops": [
+        .batch(json!({"ops": [
                 {"op": "put", "kind": "host", "name": "h1", "spec": {"macs": ["52:54:00:00:00:01"]}},
                 {"op": "put", "kind": "option", "name": "o1", "spec": {"lines": ["tag:t1,67,boot.efi"]}},
                 {"op": "put", "kind": "host", "name": "h2", "spec": {"macs": ["52:54:00:00:00:02"], "ipv4": "10.0.0.999"}}
-            ]})),
-            &[],
-        )
+            ]}))
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert!(
@@ -518,30 +512,20 @@ async fn batch_is_all_or_nothing() {
 
     // a failing precondition on the last op also writes nothing
     let (status, body, _) = b
-        .call(
-            "POST",
-            "/v1/batch",
-            Some(json!({"ops": [
-                {"op": "put", "kind": "host", "name": "h1", "spec": {"macs": ["52:54:00:00:00:01"]}},
-                {"op": "delete", "kind": "option", "name": "missing"}
-            ]})),
-            &[],
-        )
+        .batch(json!({"ops": [
+            {"op": "put", "kind": "host", "name": "h1", "spec": {"macs": ["52:54:00:00:00:01"]}},
+            {"op": "delete", "kind": "option", "name": "missing"}
+        ]}))
         .await;
     assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
     assert_eq!(body["error"]["field"], "ops[1]");
     assert!(files(&b.hosts()).is_empty());
 
     let (status, body, _) = b
-        .call(
-            "POST",
-            "/v1/batch",
-            Some(json!({"ops": [
+        .batch(json!({"ops": [
                 {"op": "put", "kind": "host", "name": "h1", "spec": {"macs": ["52:54:00:00:00:01"], "set_tags": ["t1", "ironic"]}},
                 {"op": "put", "kind": "option", "name": "o1", "spec": {"lines": ["tag:t1,67,boot.efi", "tag:t1,tag:!ipxe,67,undionly.kpxe"]}}
-            ]})),
-            &[],
-        )
+            ]}))
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["results"][0]["status"], 201);
