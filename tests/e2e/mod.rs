@@ -778,8 +778,12 @@ impl Dnsmasq {
             child,
             log: dirs.log.clone(),
         };
+        // dnsmasq writes its pid file (and its banner) before it reads the
+        // directories; it has finished starting once the marker was read.
         let started = wait_until(Duration::from_secs(10), || {
-            dirs.dnsmasq_pid() == Some(d.pid) && dirs.log_text().contains("started, version")
+            dirs.dnsmasq_pid() == Some(d.pid)
+                && dirs.log_text().contains("started, version")
+                && dirs.marker_reads() >= 1
         });
         if !started || !d.is_alive() {
             panic!(
@@ -1253,6 +1257,7 @@ impl World {
                 let started = wait_until(Duration::from_secs(10), || {
                     dirs.dnsmasq_pid().is_some_and(pid_alive)
                         && dirs.log_text().contains("started, version")
+                        && dirs.marker_reads() >= 1
                 });
                 assert!(
                     started,
