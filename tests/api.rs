@@ -120,10 +120,12 @@ fn start_seeded(auth: bool, seed: impl FnOnce(&Path)) -> Broker {
         hostsdir_broker::http::auth::Tokens::load(path).unwrap()
     });
     let reloads = Arc::new(Recorder(AtomicU64::new(0)));
+    // A quiet period long enough that a burst of in-process requests on a
+    // slow, shared CI disk still falls inside one.
     let scheduler = ReloadScheduler::new(
         reloads.clone(),
-        Duration::from_millis(20),
-        Duration::from_millis(200),
+        Duration::from_millis(100),
+        Duration::from_millis(1000),
     );
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(scheduler.clone().run(async {

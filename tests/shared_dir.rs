@@ -89,21 +89,31 @@ fn two_brokers_on_one_directory_stay_consistent() {
 
     // Each broker's index converges on the directory (it rescans when the
     // other one wrote, at the latest on its next poll).
-    std::thread::sleep(Duration::from_millis(600));
     let on_disk: std::collections::BTreeSet<String> = std::fs::read_dir(&hosts)
         .unwrap()
         .map(|e| e.unwrap().file_name().into_string().unwrap())
         .filter(|n| !n.starts_with('.'))
         .collect();
-    for url in &urls {
+    let listed = |url: &str| -> std::collections::BTreeSet<String> {
         let (_, body) = call("GET", &format!("{url}/v1/hosts"), None);
-        let listed: std::collections::BTreeSet<String> = body["items"]
+        body["items"]
             .as_array()
             .unwrap()
             .iter()
             .map(|i| i["name"].as_str().unwrap().to_string())
-            .collect();
-        assert_eq!(listed, on_disk, "broker {url} disagrees with the directory");
+            .collect()
+    };
+    // Poll interval 100 ms; allow a loaded machine plenty more.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    for url in &urls {
+        while listed(url) != on_disk && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        assert_eq!(
+            listed(url),
+            on_disk,
+            "broker {url} disagrees with the directory"
+        );
     }
 }
 
