@@ -9,7 +9,7 @@ fn main() {
     let cli = Cli::parse();
     let code = match cli.command {
         Command::Serve(args) => server::main(*args),
-        Command::Check(args) => server::check_main(args),
+        Command::Check(args) => hostsdir_broker::check::main(args),
         Command::Ctl(args) => hostsdir_broker::ctl::main(args),
     };
     std::process::exit(code);

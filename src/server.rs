@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use tokio::net::TcpListener;
 
-use crate::config::{CheckArgs, LogFormat, ReloadMethod, ServeArgs};
+use crate::config::{LogFormat, ReloadMethod, ServeArgs};
 use crate::http::{self, AppState, Limits};
 use crate::reload::{
     self, CommandReloader, NoReload, ReloadScheduler, Reloader, SignalReloader, Target,
@@ -260,9 +260,4 @@ async fn shutdown_signal() {
         _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
         _ = tokio::signal::ctrl_c() => tracing::info!("Ctrl-C: shutting down"),
     }
-}
-
-/// `hostsdir-broker check`: returns the exit status.
-pub fn check_main(args: CheckArgs) -> i32 {
-    crate::check::main(args)
 }

@@ -138,7 +138,8 @@ pub struct Index {
     /// rescan re-reads only files that changed.
     stamps: HashMap<(Kind, Name), Stamp>,
     /// Files under entry names that do not parse (also listed in `problems`).
-    unparsed: HashMap<(Kind, Name), Unparsed>,
+    /// Indexed by `Kind as usize`, so lookups by `&str` need no allocation.
+    unparsed: [HashMap<Name, Unparsed>; 2],
     /// How many host entries carry a `set:` tag (kept current so the
     /// dnsmasq 2.90 crash check is O(1) on the commit path).
     set_tag_hosts: usize,
@@ -186,7 +187,7 @@ impl Index {
 
     /// The unparsable file under `name`, if there is one.
     pub fn unparsed(&self, kind: Kind, name: &Name) -> Option<&Unparsed> {
-        self.unparsed.get(&(kind, name.clone()))
+        self.unparsed[kind as usize].get(name.as_str())
     }
 
     /// Records an unparsable file under an entry name.
@@ -196,18 +197,12 @@ impl Index {
             file: name.to_string(),
             reason: file.reason.clone(),
         });
-        self.unparsed.insert((kind, name), file);
+        self.unparsed[kind as usize].insert(name, file);
     }
 
     /// Forgets an unparsable file that was replaced or removed.
     fn forget_unparsed(&mut self, kind: Kind, name: &str) {
-        if let Some(key) = self
-            .unparsed
-            .keys()
-            .find(|(k, n)| *k == kind && n.as_str() == name)
-            .cloned()
-        {
-            self.unparsed.remove(&key);
+        if self.unparsed[kind as usize].remove(name).is_some() {
             self.problems
                 .retain(|p| !(p.kind == kind && p.file == name));
         }
@@ -253,9 +248,12 @@ impl Index {
 
     /// Entries matching `q`, sorted by name, and whether more follow.
     pub fn list(&self, kind: Kind, q: &ListQuery) -> (Vec<Arc<Entry>>, bool) {
-        let start = match &q.after {
-            Some(a) => Bound::Excluded(a.as_str()),
-            None => Bound::Unbounded,
+        // Seek straight to the later of the cursor and the prefix.
+        let start = match (q.after.as_deref(), q.prefix.as_deref()) {
+            (Some(a), Some(p)) if p > a => Bound::Included(p),
+            (Some(a), _) => Bound::Excluded(a),
+            (None, Some(p)) => Bound::Included(p),
+            (None, None) => Bound::Unbounded,
         };
         let mut items = Vec::new();
         let iter = self
@@ -263,11 +261,6 @@ impl Index {
             .range::<str, _>((start, Bound::Unbounded))
             .map(|(_, e)| e)
             .take_while(|e| {
-                q.prefix
-                    .as_deref()
-                    .is_none_or(|p| e.name.as_str().starts_with(p) || e.name.as_str() < p)
-            })
-            .filter(|e| {
                 q.prefix
                     .as_deref()
                     .is_none_or(|p| e.name.as_str().starts_with(p))
