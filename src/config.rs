@@ -103,6 +103,36 @@ pub struct ServeArgs {
         default_value_t = 2000
     )]
     pub reload_max_delay_ms: u64,
+    /// Which changes need a reload: `shadow` (only what dnsmasq does not
+    /// already serve, spaced by the stall budget) or `coalesce` (every
+    /// replace and removal, the old policy).
+    #[arg(
+        long,
+        env = "HOSTSDIR_BROKER_RELOAD_POLICY",
+        value_enum,
+        default_value = "shadow"
+    )]
+    pub reload_policy: crate::reload::Policy,
+    /// Reloads are spaced so dnsmasq spends at most this share of the time
+    /// re-reading files (answering no DHCP or DNS), in percent; 100 turns
+    /// spacing off.
+    #[arg(long, env = "HOSTSDIR_BROKER_RELOAD_BUDGET_PERCENT", default_value_t = 5.0, value_parser = parse_percent)]
+    pub reload_budget_percent: f64,
+    /// A cleanup reload clears the ghosts (records dnsmasq still holds that
+    /// no file has) once there are more than this many…
+    #[arg(long, env = "HOSTSDIR_BROKER_CLEANUP_GHOSTS", default_value_t = 1000)]
+    pub cleanup_ghosts: usize,
+    /// …or once the oldest is this old (milliseconds)…
+    #[arg(
+        long,
+        env = "HOSTSDIR_BROKER_CLEANUP_MAX_AGE_MS",
+        default_value_t = 1_800_000
+    )]
+    pub cleanup_max_age_ms: u64,
+    /// …after this long without a change (milliseconds; not waited for
+    /// beyond twice the ghost threshold).
+    #[arg(long, env = "HOSTSDIR_BROKER_CLEANUP_QUIET_MS", default_value_t = 5000)]
+    pub cleanup_quiet_ms: u64,
     /// Mode of written files, in octal (dnsmasq runs as `nobody`: keep them
     /// world-readable).
     #[arg(long, env = "HOSTSDIR_BROKER_FILE_MODE", default_value = "0644", value_parser = parse_mode)]
@@ -189,6 +219,13 @@ pub struct CheckArgs {
     /// Print the findings as JSON.
     #[arg(long)]
     pub json: bool,
+}
+
+fn parse_percent(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(p) if p > 0.0 && p <= 100.0 => Ok(p),
+        _ => Err(format!("`{s}` is not a percentage above 0 and at most 100")),
+    }
 }
 
 fn parse_mode(s: &str) -> Result<u32, String> {

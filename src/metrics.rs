@@ -77,6 +77,16 @@ pub struct Metrics {
     pub dnsmasq_version: Family<NameLabel, Gauge>,
     /// Files in the directories that are not usable entries (set at scrape time).
     pub problem_files: Gauge,
+    /// Records dnsmasq holds that are not the current version of a file.
+    pub ghosts: Gauge,
+    /// Changes served without a reload that the coalescing policy reloaded for.
+    pub reloads_avoided: Counter,
+    /// How long each reload kept dnsmasq busy.
+    pub reload_stall_seconds: Histogram,
+    /// The moving estimate of a reload's stall, in milliseconds.
+    pub reload_stall_estimate_ms: Gauge,
+    /// Share of the recent past dnsmasq spent in reloads, in percent.
+    pub reload_budget_used_percent: Gauge,
 }
 
 fn latency() -> Histogram {
@@ -103,6 +113,11 @@ impl Metrics {
             dnsmasq_deaths_after_reload: Gauge::default(),
             dnsmasq_version: Family::default(),
             problem_files: Gauge::default(),
+            ghosts: Gauge::default(),
+            reloads_avoided: Counter::default(),
+            reload_stall_seconds: Histogram::new(exponential_buckets(0.005, 2.0, 14)),
+            reload_stall_estimate_ms: Gauge::default(),
+            reload_budget_used_percent: Gauge::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -155,6 +170,31 @@ impl Metrics {
             "reload_pending",
             "1 while changes wait for a reload",
             m.reload_pending.clone(),
+        );
+        registry.register(
+            "dnsmasq_ghost_records",
+            "Records dnsmasq still holds that are not the current version of a file (cleared by a reload)",
+            m.ghosts.clone(),
+        );
+        registry.register(
+            "reloads_avoided",
+            "Replaces and outside changes served without a reload because the new record shadows the old",
+            m.reloads_avoided.clone(),
+        );
+        registry.register(
+            "reload_stall_seconds",
+            "How long each reload kept dnsmasq from answering",
+            m.reload_stall_seconds.clone(),
+        );
+        registry.register(
+            "reload_stall_estimate_ms",
+            "Moving estimate of a reload's stall, in milliseconds",
+            m.reload_stall_estimate_ms.clone(),
+        );
+        registry.register(
+            "reload_budget_used_percent",
+            "Share of the last five minutes dnsmasq spent in reloads, in percent",
+            m.reload_budget_used_percent.clone(),
         );
         registry.register(
             "dnsmasq_up",

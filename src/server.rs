@@ -16,7 +16,8 @@ use tokio::net::TcpListener;
 use crate::config::{LogFormat, ReloadMethod, ServeArgs};
 use crate::http::{self, AppState, Limits};
 use crate::reload::{
-    self, CommandReloader, NoReload, ReloadScheduler, Reloader, SignalReloader, Target,
+    self, CommandReloader, NoReload, ReloadScheduler, Reloader, SchedulerConfig, SignalReloader,
+    Target,
 };
 use crate::store::{Store, StoreConfig};
 
@@ -163,11 +164,20 @@ pub async fn run(args: ServeArgs) -> Result<(), StartError> {
     check_exposure(&args)?;
     check_directories(&args)?;
     let reloader = reloader(&args)?;
-    let scheduler = ReloadScheduler::new(
-        reloader,
+    let request_timeout = Duration::from_millis(args.request_timeout_ms);
+    let mut reload_config = SchedulerConfig::new(
         Duration::from_millis(args.reload_quiet_ms),
         Duration::from_millis(args.reload_max_delay_ms),
     );
+    reload_config.policy = args.reload_policy;
+    reload_config.budget = args.reload_budget_percent / 100.0;
+    reload_config.cleanup_ghosts = args.cleanup_ghosts;
+    reload_config.cleanup_max_age = Duration::from_millis(args.cleanup_max_age_ms);
+    reload_config.cleanup_quiet = Duration::from_millis(args.cleanup_quiet_ms);
+    // Answer a waiting request before the request timeout cuts it off.
+    reload_config.wait_limit =
+        request_timeout.saturating_sub((request_timeout / 4).min(Duration::from_secs(1)));
+    let scheduler = ReloadScheduler::with_config(reloader, reload_config);
     let mut config = StoreConfig::new(args.hosts_dir.clone(), args.opts_dir.clone());
     config.file_mode = args.file_mode;
     config.lock_timeout = Duration::from_millis(args.lock_timeout_ms);

@@ -50,6 +50,15 @@ pub struct DhcpOption {
 }
 
 impl DhcpOption {
+    /// Which option this line sets, as dnsmasq keys it: (DHCPv6?, number).
+    /// `67` and `option:bootfile-name` are the same option. `None` only for
+    /// a line that did not come through this module's parser.
+    pub fn code(&self) -> Option<(bool, u16)> {
+        parse_option_field(&self.option)
+            .ok()
+            .map(|o| (o.v6, o.code))
+    }
+
     /// The line for this option, without newline: `tag:<t>,…,<option>` and
     /// `,<value>` unless the value is empty.
     fn line(&self) -> String {

@@ -26,7 +26,7 @@ use serde_json::{json, Value};
 pub use entries::entry_json;
 use error::{ApiError, ApiResult};
 
-use crate::reload::ReloadScheduler;
+use crate::reload::{ReloadScheduler, WaitError};
 use crate::store::Store;
 
 /// Everything handlers share.
@@ -117,13 +117,19 @@ impl<S: Send + Sync> FromRequestParts<S> for Actor {
 }
 
 /// The `reload` field of a mutation's answer; with `wait`, first waits for a
-/// reload covering the change (503 `reload_failed` if it failed).
+/// reload covering the change (503 `reload_failed` if it failed,
+/// `reload_deferred` if the stall budget holds it back past the wait limit).
 async fn reload_answer(state: &AppState, ticket: Option<u64>, wait: bool) -> ApiResult<Value> {
     match (ticket, wait) {
         (None, _) => Ok(json!("not_needed")),
         (Some(_), false) => Ok(json!("scheduled")),
         (Some(t), true) => match state.reloads.wait(t).await {
             Ok(_) => Ok(json!("delivered")),
+            Err(e @ WaitError::Deferred(_)) => Err(ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "reload_deferred",
+                e.to_string(),
+            )),
             Err(e) => Err(ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "reload_failed",

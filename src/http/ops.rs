@@ -94,6 +94,8 @@ async fn status(State(state): State<AppState>) -> Json<Value> {
         .ok()
         .flatten();
     let progress = state.reloads.progress();
+    let model = state.reloads.model_stats();
+    let stall = state.reloads.stall_stats();
     let (hosts, options, problems, duplicates) = state.store.read(|i| {
         (
             i.len(Kind::Host),
@@ -120,6 +122,16 @@ async fn status(State(state): State<AppState>) -> Json<Value> {
             "ok_count": progress.ok_count,
             "failed_count": progress.failed_count,
             "last": progress.last,
+            "policy": state.reloads.policy(),
+            "ghosts": model.ghosts,
+            "dirty_names": model.dirty_names,
+            "oldest_dirty_ms": model.oldest_ms,
+            "avoided": state.reloads.avoided(),
+            "stall_ms_last": stall.stall_ms_last,
+            "stall_ms_estimate": stall.stall_ms_estimate,
+            "budget_percent": stall.budget_percent,
+            "budget_used_percent": stall.budget_used_percent,
+            "next_allowed_in_ms": stall.next_allowed_in_ms,
         },
         "writer": state.store.stats(),
     }))

@@ -1,15 +1,35 @@
-//! When reloads happen: coalescing many changes into one signal.
+//! When reloads happen: which changes need one, coalescing, and a stall
+//! budget.
 //!
-//! Every change that needs a reload takes a *ticket* (a sequence number). The
-//! scheduler sends one reload once no new ticket has arrived for the quiet
-//! period, or once the oldest pending ticket has waited the maximum delay,
-//! whichever comes first. That reload covers every ticket issued before it
-//! was sent. Waiters (`?wait=reload`) watch the highest ticket covered.
+//! Every change that needs a reload takes a *ticket* (a sequence number).
+//! Which changes need one is decided per change by the policy: with
+//! [`Policy::Shadow`] (the default) the [`super::model`] of what dnsmasq
+//! holds says whether dnsmasq already serves the change; with
+//! [`Policy::Coalesce`] every replace and removal needs one (the behaviour
+//! before the model existed, kept for comparison in the benchmark).
+//!
+//! The scheduler sends one reload once no new ticket has arrived for the
+//! quiet period, or once the oldest pending ticket has waited the maximum
+//! delay, whichever comes first — but never sooner than the *stall budget*
+//! allows: each reload keeps dnsmasq from answering DHCP and DNS while it
+//! re-reads every file (about a second at 10,000 files), so after a reload
+//! the next one waits until dnsmasq has been busy at most
+//! `budget` of the time (`stall × (1/budget − 1)` after the last one ended,
+//! with a moving estimate of the stall). A reload covers every ticket issued
+//! before it was sent. Waiters (`?wait=reload`) watch the highest ticket
+//! covered, for at most the wait limit.
+//!
+//! Ghosts (records dnsmasq holds that no file has any more) cost dnsmasq
+//! memory and keep addresses reserved; a *cleanup* reload clears them once
+//! there are more than a threshold or the oldest is too old, after a quiet
+//! moment.
 //!
 //! A failed reload (dnsmasq gone, refused on a crashing version, command
 //! failed) leaves its tickets pending; it is retried with backoff.
 
+use std::collections::VecDeque;
 use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -18,8 +38,59 @@ use tokio::time::Instant;
 use serde::Serialize;
 use tokio::sync::{watch, Notify};
 
+use super::model::{Model, ModelStats};
 use super::Reloader;
-use crate::store::ReloadSink;
+use crate::store::{ChangePlan, Index, PendingChange, ReloadSink};
+
+/// Which changes need a reload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum Policy {
+    /// Only what dnsmasq does not already serve (see `reload::model`), within
+    /// the stall budget.
+    Shadow,
+    /// Every replace and removal, coalesced, no budget (the old policy).
+    Coalesce,
+}
+
+/// The scheduler's settings.
+#[derive(Debug, Clone)]
+pub struct SchedulerConfig {
+    /// A pending reload is sent once no new change came for this long…
+    pub quiet: Duration,
+    /// …or at the latest this long after the first change it covers.
+    pub max_delay: Duration,
+    /// Which changes need a reload.
+    pub policy: Policy,
+    /// Largest share of time dnsmasq may spend in reloads (0–1]; 1 turns
+    /// spacing off. Only with [`Policy::Shadow`].
+    pub budget: f64,
+    /// A cleanup reload is due once this many ghosts are held…
+    pub cleanup_ghosts: usize,
+    /// …or once the oldest is this old…
+    pub cleanup_max_age: Duration,
+    /// …and no change came for this long (or twice the ghost threshold).
+    pub cleanup_quiet: Duration,
+    /// Longest a `?wait=reload` waits before answering that the change is
+    /// stored and will be served later.
+    pub wait_limit: Duration,
+}
+
+impl SchedulerConfig {
+    /// The defaults of `serve`, with the given coalescing periods.
+    pub fn new(quiet: Duration, max_delay: Duration) -> SchedulerConfig {
+        SchedulerConfig {
+            quiet,
+            max_delay: max_delay.max(quiet),
+            policy: Policy::Shadow,
+            budget: 0.05,
+            cleanup_ghosts: 1000,
+            cleanup_max_age: Duration::from_secs(1800),
+            cleanup_quiet: Duration::from_secs(5),
+            wait_limit: Duration::from_secs(59),
+        }
+    }
+}
 
 /// The outcome of one reload attempt.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -30,9 +101,9 @@ pub struct ReloadRecord {
     pub ok: bool,
     /// What was done, or why it failed.
     pub message: String,
-    /// What caused it ("change", "external", "manual", "shutdown").
+    /// What caused it ("change", "external", "manual", "cleanup", "shutdown").
     pub reason: &'static str,
-    /// How long the delivery and the survival check took.
+    /// How long the delivery and the survival check took: the stall.
     pub duration_ms: u64,
 }
 
@@ -62,8 +133,35 @@ impl Progress {
 
 /// Why a `?wait=reload` did not see its reload delivered.
 #[derive(Debug, Clone, thiserror::Error)]
-#[error("{0}")]
-pub struct WaitError(pub String);
+pub enum WaitError {
+    /// The covering reload was attempted and failed.
+    #[error("the change is stored, but the reload failed: {0}")]
+    Failed(String),
+    /// No covering reload within the wait limit (the budget holds it back).
+    #[error("{0}")]
+    Deferred(String),
+    /// The broker is stopping.
+    #[error("the broker is shutting down")]
+    ShuttingDown,
+}
+
+/// Reload cost figures for status.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct StallStats {
+    /// The last reload's stall, in milliseconds.
+    pub stall_ms_last: Option<u64>,
+    /// The moving estimate used for spacing, in milliseconds.
+    pub stall_ms_estimate: Option<u64>,
+    /// Share of the last five minutes spent in reloads, in percent.
+    pub budget_used_percent: f64,
+    /// The budget, in percent.
+    pub budget_percent: f64,
+    /// How long until the budget allows the next reload, in milliseconds.
+    pub next_allowed_in_ms: u64,
+}
+
+/// How far back the budget used is measured.
+const BUDGET_WINDOW: Duration = Duration::from_secs(300);
 
 struct Pending {
     requested: u64,
@@ -71,47 +169,79 @@ struct Pending {
     last: Instant,
     risky: bool,
     reason: &'static str,
+    /// An operator asked (`POST /v1/reload`): not held back by the budget.
+    manual: bool,
     failures: u32,
     retry_at: Option<Instant>,
+}
+
+#[derive(Default)]
+struct Stall {
+    last: Option<Duration>,
+    estimate: Option<Duration>,
+    last_end: Option<Instant>,
+    /// (end, stall) of recent reloads, for the budget used.
+    recent: VecDeque<(Instant, Duration)>,
 }
 
 /// Coalesces reload requests and drives a [`Reloader`].
 pub struct ReloadScheduler {
     reloader: Arc<dyn Reloader>,
-    quiet: Duration,
-    max_delay: Duration,
+    config: SchedulerConfig,
     /// A std mutex: never held across an `.await`.
     state: Mutex<Pending>,
     wake: Notify,
     progress: watch::Sender<Progress>,
     /// Held while a reload is delivered and dnsmasq re-reads the files; the
-    /// store's writer holds it while it renames or removes files.
+    /// store's writer holds it while it renames or removes files. Taken
+    /// before `model`.
     reading: Arc<Mutex<()>>,
+    model: Arc<Mutex<Model>>,
+    stall: Mutex<Stall>,
+    avoided: AtomicU64,
+    /// When the store last committed a change.
+    last_change: Mutex<Instant>,
+    started: Instant,
 }
 
 impl ReloadScheduler {
-    /// A scheduler for `reloader` with the given quiet period and maximum delay.
+    /// A scheduler for `reloader` with the given quiet period and maximum
+    /// delay, and the other settings at their defaults.
     pub fn new(
         reloader: Arc<dyn Reloader>,
         quiet: Duration,
         max_delay: Duration,
     ) -> Arc<ReloadScheduler> {
+        Self::with_config(reloader, SchedulerConfig::new(quiet, max_delay))
+    }
+
+    /// A scheduler with every setting given.
+    pub fn with_config(
+        reloader: Arc<dyn Reloader>,
+        config: SchedulerConfig,
+    ) -> Arc<ReloadScheduler> {
+        let now = Instant::now();
         Arc::new(ReloadScheduler {
             reloader,
-            quiet,
-            max_delay: max_delay.max(quiet),
+            config,
             state: Mutex::new(Pending {
                 requested: 0,
                 first: None,
-                last: Instant::now(),
+                last: now,
                 risky: false,
                 reason: "change",
+                manual: false,
                 failures: 0,
                 retry_at: None,
             }),
             wake: Notify::new(),
             progress: watch::channel(Progress::default()).0,
             reading: Arc::new(Mutex::new(())),
+            model: Arc::new(Mutex::new(Model::default())),
+            stall: Mutex::new(Stall::default()),
+            avoided: AtomicU64::new(0),
+            last_change: Mutex::new(now),
+            started: now,
         })
     }
 
@@ -120,9 +250,50 @@ impl ReloadScheduler {
         &self.reloader
     }
 
+    /// The policy in force.
+    pub fn policy(&self) -> Policy {
+        self.config.policy
+    }
+
     /// A snapshot of progress.
     pub fn progress(&self) -> Progress {
         self.progress.borrow().clone()
+    }
+
+    /// Ghosts and dirty names in dnsmasq's memory, as modelled.
+    pub fn model_stats(&self) -> ModelStats {
+        self.model.lock().unwrap_or_else(|p| p.into_inner()).stats()
+    }
+
+    /// Changes served without the reload the coalescing policy would send.
+    pub fn avoided(&self) -> u64 {
+        self.avoided.load(Ordering::Relaxed)
+    }
+
+    /// Reload cost and budget figures.
+    pub fn stall_stats(&self) -> StallStats {
+        let now = Instant::now();
+        let st = self.stall.lock().unwrap_or_else(|p| p.into_inner());
+        let window = BUDGET_WINDOW
+            .min(now.duration_since(self.started))
+            .max(Duration::from_secs(1));
+        let busy: Duration = st
+            .recent
+            .iter()
+            .filter(|(end, _)| now.duration_since(*end) <= BUDGET_WINDOW)
+            .map(|(_, d)| *d)
+            .sum();
+        StallStats {
+            stall_ms_last: st.last.map(|d| d.as_millis() as u64),
+            stall_ms_estimate: st.estimate.map(|d| d.as_millis() as u64),
+            budget_used_percent: (busy.as_secs_f64() / window.as_secs_f64() * 1000.0).round()
+                / 10.0,
+            budget_percent: self.config.budget * 100.0,
+            next_allowed_in_ms: self
+                .next_allowed(&st)
+                .map(|t| t.saturating_duration_since(now).as_millis() as u64)
+                .unwrap_or(0),
+        }
     }
 
     /// Marks a reload pending; returns the ticket that a covering reload
@@ -136,6 +307,7 @@ impl ReloadScheduler {
             s.last = now;
             s.risky |= risky;
             s.reason = reason;
+            s.manual |= reason == "manual";
             s.requested
         };
         self.progress.send_modify(|p| p.requested = ticket);
@@ -144,14 +316,28 @@ impl ReloadScheduler {
     }
 
     /// Waits until a reload covering `ticket` was attempted; Ok if it was
-    /// delivered and dnsmasq survived.
+    /// delivered and dnsmasq survived. Gives up after the wait limit.
     pub async fn wait(&self, ticket: u64) -> Result<ReloadRecord, WaitError> {
         let mut rx = self.progress.subscribe();
-        let p = rx
-            .wait_for(|p| p.attempted >= ticket)
-            .await
-            .map_err(|_| WaitError("the broker is shutting down".into()))?
-            .clone();
+        let waited = tokio::time::timeout(
+            self.config.wait_limit,
+            rx.wait_for(|p| p.attempted >= ticket),
+        )
+        .await;
+        let p = match waited {
+            Err(_) => {
+                let due = self
+                    .due()
+                    .map(|d| d.saturating_duration_since(Instant::now()).as_millis())
+                    .unwrap_or(0);
+                return Err(WaitError::Deferred(format!(
+                    "the change is stored and will be served after the next reload, due in about {due} ms (reloads are spaced so dnsmasq is busy re-reading at most {}% of the time)",
+                    self.config.budget * 100.0
+                )));
+            }
+            Ok(Err(_)) => return Err(WaitError::ShuttingDown),
+            Ok(Ok(p)) => p.clone(),
+        };
         let last = p.last.unwrap_or_else(|| ReloadRecord {
             at_unix_ms: 0,
             ok: false,
@@ -162,32 +348,77 @@ impl ReloadScheduler {
         if p.delivered >= ticket {
             Ok(last)
         } else {
-            Err(WaitError(format!(
-                "the change is stored, but the reload failed: {}",
-                last.message
-            )))
+            Err(WaitError::Failed(last.message))
         }
+    }
+
+    /// The earliest time the budget allows the next reload.
+    fn next_allowed(&self, st: &Stall) -> Option<Instant> {
+        if self.config.policy != Policy::Shadow || self.config.budget >= 1.0 {
+            return None;
+        }
+        let (end, stall) = (st.last_end?, st.estimate?);
+        let budget = self.config.budget.max(0.001);
+        Some(end + stall.mul_f64(1.0 / budget - 1.0))
     }
 
     /// When the pending reload is due, if one is pending.
     fn due(&self) -> Option<Instant> {
         let s = self.state.lock().unwrap_or_else(|p| p.into_inner());
         let first = s.first?;
-        let due = (s.last + self.quiet).min(first + self.max_delay);
-        Some(match s.retry_at {
-            Some(r) => due.max(r),
-            None => due,
-        })
+        let mut due = (s.last + self.config.quiet).min(first + self.config.max_delay);
+        if let Some(r) = s.retry_at {
+            due = due.max(r);
+        }
+        if !s.manual {
+            let st = self.stall.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(allowed) = self.next_allowed(&st) {
+                due = due.max(allowed);
+            }
+        }
+        Some(due)
+    }
+
+    /// Asks for a cleanup reload when ghosts have piled up or aged, and
+    /// nothing else is pending.
+    fn check_cleanup(&self) {
+        let c = &self.config;
+        if self.progress().pending() || self.due().is_some() {
+            return;
+        }
+        let stats = self.model_stats();
+        let too_many = stats.ghosts > c.cleanup_ghosts;
+        let too_old = stats.ghosts > 0
+            && stats
+                .oldest_ms
+                .is_some_and(|ms| Duration::from_millis(ms) >= c.cleanup_max_age);
+        let quiet = self
+            .last_change
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .elapsed()
+            >= c.cleanup_quiet;
+        if (too_many || too_old) && (quiet || stats.ghosts > 2 * c.cleanup_ghosts) {
+            tracing::info!(
+                ghosts = stats.ghosts,
+                oldest_ms = stats.oldest_ms,
+                "a cleanup reload is due: dnsmasq holds records no file has any more"
+            );
+            self.request("cleanup", false);
+        }
     }
 
     /// Runs until `shutdown` resolves, then sends any pending reload.
     pub async fn run(self: Arc<Self>, shutdown: impl Future<Output = ()>) {
         tokio::pin!(shutdown);
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let due = self.due();
             tokio::select! {
                 _ = &mut shutdown => break,
                 _ = self.wake.notified() => continue,
+                _ = tick.tick() => self.check_cleanup(),
                 _ = sleep_until(due) => {
                     if self.due().is_some_and(|d| d <= Instant::now()) {
                         self.clone().send_now().await;
@@ -195,7 +426,13 @@ impl ReloadScheduler {
                 }
             }
         }
-        if self.due().is_some() {
+        if self
+            .state
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .first
+            .is_some()
+        {
             tracing::info!("sending the pending reload before shutting down");
             self.state.lock().unwrap_or_else(|p| p.into_inner()).reason = "shutdown";
             self.clone().send_now().await;
@@ -208,14 +445,23 @@ impl ReloadScheduler {
             let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
             s.first = None;
             s.retry_at = None;
+            s.manual = false;
             (s.requested, std::mem::take(&mut s.risky), s.reason)
         };
         let started = Instant::now();
         let reloader = self.reloader.clone();
         let reading = self.reading.clone();
+        let model = self.model.clone();
         let result = tokio::task::spawn_blocking(move || {
             let _files_still = reading.lock().unwrap_or_else(|p| p.into_inner());
-            reloader.reload(risky)
+            let started = std::time::Instant::now();
+            let result = reloader.reload(risky);
+            let stall = started.elapsed();
+            if result.is_ok() {
+                // dnsmasq re-read the directories: it holds exactly the files.
+                model.lock().unwrap_or_else(|p| p.into_inner()).reloaded();
+            }
+            result.map(|m| (m, stall))
         })
         .await
         .unwrap_or_else(|e| Err(format!("the reload task failed: {e}")));
@@ -226,18 +472,22 @@ impl ReloadScheduler {
                 .unwrap_or(0),
             ok: result.is_ok(),
             message: match &result {
-                Ok(m) | Err(m) => m.clone(),
+                Ok((m, _)) | Err(m) => m.clone(),
             },
             reason,
             duration_ms: started.elapsed().as_millis() as u64,
         };
-        crate::metrics::get()
+        let metrics = crate::metrics::get();
+        metrics
             .reloads
             .get_or_create(&crate::metrics::ReloadLabels {
                 reason: reason.to_string(),
                 result: if record.ok { "ok" } else { "failed" }.to_string(),
             })
             .inc();
+        if let Ok((_, stall)) = &result {
+            self.note_stall(*stall);
+        }
         if record.ok {
             tracing::info!(
                 covered = target,
@@ -265,6 +515,7 @@ impl ReloadScheduler {
             s.first.get_or_insert(now);
             s.retry_at = Some(now + backoff.min(Duration::from_secs(30)));
         }
+        metrics.ghosts.set(self.model_stats().ghosts as i64);
         self.progress.send_modify(|p| {
             p.attempted = p.attempted.max(target);
             if record.ok {
@@ -275,6 +526,38 @@ impl ReloadScheduler {
             }
             p.last = Some(record);
         });
+    }
+
+    /// Folds a measured stall into the estimate that spaces reloads.
+    fn note_stall(&self, stall: Duration) {
+        let now = Instant::now();
+        let mut st = self.stall.lock().unwrap_or_else(|p| p.into_inner());
+        st.last = Some(stall);
+        // A moving estimate that follows growth quickly and decay slowly:
+        // underestimating the stall would overspend the budget.
+        st.estimate = Some(match st.estimate {
+            None => stall,
+            Some(e) if stall > e => e.mul_f64(0.3) + stall.mul_f64(0.7),
+            Some(e) => e.mul_f64(0.8) + stall.mul_f64(0.2),
+        });
+        st.last_end = Some(now);
+        st.recent.push_back((now, stall));
+        while st
+            .recent
+            .front()
+            .is_some_and(|(end, _)| now.duration_since(*end) > BUDGET_WINDOW)
+        {
+            st.recent.pop_front();
+        }
+        let metrics = crate::metrics::get();
+        metrics.reload_stall_seconds.observe(stall.as_secs_f64());
+        metrics
+            .reload_stall_estimate_ms
+            .set(st.estimate.map_or(0, |d| d.as_millis() as i64));
+        drop(st);
+        metrics
+            .reload_budget_used_percent
+            .set(self.stall_stats().budget_used_percent.round() as i64);
     }
 }
 
@@ -287,11 +570,40 @@ async fn sleep_until(due: Option<Instant>) {
 
 impl ReloadSink for ReloadScheduler {
     fn reload_needed(&self, reason: &'static str, risky: bool) -> u64 {
+        *self.last_change.lock().unwrap_or_else(|p| p.into_inner()) = Instant::now();
         self.request(reason, risky)
     }
 
     fn hold_reloads(&self) -> Option<std::sync::MutexGuard<'_, ()>> {
         Some(self.reading.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    fn plan(&self, index: &Index, change: &PendingChange<'_>) -> ChangePlan {
+        match self.config.policy {
+            Policy::Coalesce => change.coalesce_plan(),
+            Policy::Shadow => self
+                .model
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .plan(index, change),
+        }
+    }
+
+    fn placed(&self, index: &Index, change: &PendingChange<'_>, plan: &ChangePlan) {
+        *self.last_change.lock().unwrap_or_else(|p| p.into_inner()) = Instant::now();
+        if self.config.policy == Policy::Coalesce {
+            return;
+        }
+        let would_have_reloaded = change.external || change.new.is_none() || change.replaces;
+        if would_have_reloaded && !plan.needs_reload {
+            self.avoided.fetch_add(1, Ordering::Relaxed);
+            crate::metrics::get().reloads_avoided.inc();
+        }
+        let mut model = self.model.lock().unwrap_or_else(|p| p.into_inner());
+        model.record(index, change, plan);
+        crate::metrics::get()
+            .ghosts
+            .set(model.stats().ghosts as i64);
     }
 }
 

@@ -146,6 +146,45 @@ impl Prepared {
     }
 }
 
+impl Prepared {
+    /// Puts a file under a name that has none, for the next reload only:
+    /// `link()` raises no event dnsmasq acts on. Fails if the name exists.
+    pub(crate) fn link_new(self) -> Result<(), FsError> {
+        fs::hard_link(&self.temp, &self.target)
+            .map_err(|e| FsError::new("link the new file", &self.target, e))
+        // `self.temp` is dropped here, unlinking the dotfile name.
+    }
+}
+
+/// Makes dnsmasq on this node read `dir/name` again, without a reload: the
+/// same bytes are written to a new temp file and renamed over it, which
+/// raises `IN_MOVED_TO` (for a file another node wrote, which this node's
+/// inotify never saw). Returns `Ok(false)`, touching nothing, when a legacy
+/// writer holds its lock on the file or the file is no longer the one read
+/// (`expect`).
+pub(crate) fn reread(
+    dir: &Path,
+    name: &str,
+    bytes: &[u8],
+    mode: u32,
+    expect: super::Stamp,
+) -> Result<bool, FsError> {
+    let path = dir.join(name);
+    let _held = match wait_for_legacy_lock(&path, Duration::ZERO) {
+        Ok(Some(f)) => f,
+        Ok(None) => return Ok(false),
+        Err(e) if e.source.kind() == io::ErrorKind::TimedOut => return Ok(false),
+        Err(e) => return Err(e),
+    };
+    let prepared = prepare(dir, name, bytes, mode)?;
+    let now = fs::metadata(&path).map_err(|e| FsError::new("stat", &path, e))?;
+    if super::Stamp::of(&now) != expect {
+        return Ok(false);
+    }
+    prepared.create()?;
+    Ok(true)
+}
+
 /// Removes `dir/name` without dnsmasq noticing: rename to a dotfile, unlink.
 pub(crate) fn remove(dir: &Path, name: &str) -> Result<(), FsError> {
     let target = dir.join(name);

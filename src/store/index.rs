@@ -293,6 +293,11 @@ impl Index {
         self.stamps.insert((kind, name), stamp);
     }
 
+    /// How `name`'s file looked on disk when last read or written.
+    pub fn stamp(&self, kind: Kind, name: &Name) -> Option<Stamp> {
+        self.stamps.get(&(kind, name.clone())).copied()
+    }
+
     /// The entry under `name` if its file still has this stamp.
     pub fn unchanged(&self, kind: Kind, name: &str, stamp: &Stamp) -> Option<&Arc<Entry>> {
         let entry = self.get(kind, name)?;

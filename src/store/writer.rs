@@ -22,8 +22,8 @@ use super::fsio::{self, FsError};
 use super::index::{has_set_tags, keys_of, Key};
 use super::scan::{self, Locks};
 use super::{
-    Applied, Entry, Etag, Index, Kind, Op, OpError, Outcome, Precondition, ReloadSink, Shared,
-    Status, StoreError,
+    Applied, Entry, Etag, Index, Kind, Op, OpError, Outcome, PendingChange, Placement,
+    Precondition, ReloadSink, Shared, Status, StoreError,
 };
 use crate::entry::Name;
 
@@ -240,36 +240,96 @@ impl Writer {
         }
     }
 
-    /// Rebuilds the index from disk and counts what others changed. Every
-    /// difference schedules a reload: dnsmasq on this node may not have seen
-    /// it (another node's write), and removals or changes always need one.
+    /// Rebuilds the index from disk and handles what others changed. Each
+    /// change goes through the reload policy like a change of our own: a
+    /// file dnsmasq may read without a reload is rewritten with the same
+    /// bytes (renamed over itself) so this node's inotify reads it — another
+    /// node's write raises no event here; anything else schedules a reload.
     fn rescan(&mut self, reload: &mut GroupReload) -> Result<u64, FsError> {
-        let mut index = self.shared.index.write().unwrap_or_else(|p| p.into_inner());
-        let fresh = scan::scan(&self.shared.config, true, Some(&index))?;
+        let config = &self.shared.config;
+        let mut fresh = {
+            let index = self.shared.index.read().unwrap_or_else(|p| p.into_inner());
+            scan::scan(config, true, Some(&index))?
+        };
+        let reloads = self.reloads.clone();
+        let _quiet = reloads.hold_reloads();
         let mut changes = 0u64;
         let mut risky = fresh.any_set_tags();
-        for kind in [Kind::Host, Kind::Option] {
-            for old in index.iter(kind) {
-                match fresh.get(kind, old.name.as_str()) {
-                    Some(new) if new.etag == old.etag => {}
-                    _ => {
-                        changes += 1;
-                        risky |= has_set_tags(&old.spec);
+        let mut reread = 0u64;
+        {
+            let index = self.shared.index.read().unwrap_or_else(|p| p.into_inner());
+            let mut diffs: Vec<(Kind, Name, Option<Arc<Entry>>)> = Vec::new();
+            for kind in [Kind::Host, Kind::Option] {
+                for old in index.iter(kind) {
+                    match fresh.get(kind, old.name.as_str()) {
+                        Some(new) if new.etag == old.etag => {}
+                        new => {
+                            risky |= has_set_tags(&old.spec);
+                            diffs.push((kind, old.name.clone(), new.cloned()));
+                        }
                     }
                 }
+                diffs.extend(
+                    fresh
+                        .iter(kind)
+                        .filter(|e| index.get(kind, e.name.as_str()).is_none())
+                        .map(|e| (kind, e.name.clone(), Some(e.clone()))),
+                );
             }
-            changes += fresh
-                .iter(kind)
-                .filter(|e| index.get(kind, e.name.as_str()).is_none())
-                .count() as u64;
+            for (kind, name, new) in &diffs {
+                let pending = PendingChange {
+                    kind: *kind,
+                    name,
+                    replaces: index.get(*kind, name.as_str()).is_some()
+                        || index.unparsed(*kind, name).is_some(),
+                    new: new.as_ref(),
+                    external: true,
+                };
+                let mut how = reloads.plan(&index, &pending);
+                if let Some(new) = new {
+                    let dir = config.dir(*kind);
+                    let done = !how.needs_reload
+                        && how.placement == Placement::Now
+                        && fresh.stamp(*kind, name).is_some_and(|stamp| {
+                            fsio::reread(
+                                dir,
+                                name.as_str(),
+                                new.text.as_bytes(),
+                                config.file_mode,
+                                stamp,
+                            )
+                            .unwrap_or_else(|e| {
+                                tracing::warn!("{e}");
+                                false
+                            })
+                        });
+                    if done {
+                        reread += 1;
+                        if let Ok(meta) = std::fs::metadata(dir.join(name.as_str())) {
+                            fresh.set_stamp(*kind, name.clone(), super::Stamp::of(&meta));
+                        }
+                    } else {
+                        // Perhaps read by dnsmasq, perhaps not: the reload tells.
+                        how.placement = Placement::AtReload;
+                        how.needs_reload = true;
+                    }
+                }
+                reloads.placed(&index, &pending, &how);
+                reload.needed |= how.needs_reload;
+                changes += 1;
+            }
         }
-        *index = fresh;
-        drop(index);
+        *self.shared.index.write().unwrap_or_else(|p| p.into_inner()) = fresh;
         if changes > 0 {
-            tracing::info!(changes, "external changes found in the directories");
-            reload.needed = true;
-            reload.risky |= risky;
-            reload.reason = "external";
+            tracing::info!(
+                changes,
+                served_without_reload = reread,
+                "external changes found in the directories"
+            );
+            if reload.needed {
+                reload.risky |= risky;
+                reload.reason = "external";
+            }
         }
         let mut stats = self.shared.stats.lock().unwrap_or_else(|p| p.into_inner());
         stats.rescans += 1;
@@ -328,25 +388,44 @@ impl Writer {
 
         // Phase 3: renames and removals, then the index. Never while dnsmasq
         // is re-reading the directories: a file vanishing between its
-        // listing and its open makes it log "cannot read".
+        // listing and its open makes it log "cannot read". The reload policy
+        // decides, change by change, whether dnsmasq may read the new
+        // version at once (rename) or only at the reload (link).
         let reloads = self.reloads.clone();
-        let _quiet = reloads.hold_reloads();
+        let quiet = reloads.hold_reloads();
         let mut failed = None;
-        for (change, p) in plan.changes.iter().zip(prepared) {
-            let dir = config.dir(change.kind);
-            let result = match (p, change.replaces) {
-                (Some(p), false) => p.create(),
-                (Some(p), true) => p.replace(),
-                (None, _) => fsio::remove(dir, change.name.as_str()),
-            };
-            if let Err(e) = result {
-                failed = Some((change.op, e));
-                break;
+        let mut needs_reload = false;
+        {
+            let index = self.shared.index.read().unwrap_or_else(|p| p.into_inner());
+            for (change, p) in plan.changes.iter().zip(prepared) {
+                let dir = config.dir(change.kind);
+                let pending = PendingChange {
+                    kind: change.kind,
+                    name: &change.name,
+                    replaces: change.replaces,
+                    new: change.new.as_ref(),
+                    external: false,
+                };
+                let how = reloads.plan(&index, &pending);
+                let result = match (p, how.placement, change.replaces) {
+                    (Some(p), Placement::Now, _) => p.create(),
+                    (Some(p), Placement::AtReload, true) => p.replace(),
+                    (Some(p), Placement::AtReload, false) => p.link_new(),
+                    (None, _, _) => fsio::remove(dir, change.name.as_str()),
+                };
+                if let Err(e) = result {
+                    failed = Some((change.op, e));
+                    break;
+                }
+                reloads.placed(&index, &pending, &how);
+                tracing::debug!(kind = %change.kind, name = %change.name, placement = ?how.placement, needs_reload = how.needs_reload, "{}", how.reason);
+                needs_reload |= how.needs_reload;
+                touched[change.kind as usize] = true;
             }
-            touched[change.kind as usize] = true;
         }
         drop(legacy_locks);
         if let Some((op, e)) = failed {
+            drop(quiet);
             tracing::error!(
                 "a commit failed part-way: {e}; rescanning so the index matches the directories"
             );
@@ -359,11 +438,9 @@ impl Writer {
 
         let mut index = self.shared.index.write().unwrap_or_else(|p| p.into_inner());
         let mut risky = false;
-        let mut needs_reload = false;
         let (mut written, mut removed) = (0u64, 0u64);
         for change in &plan.changes {
             if change.replaces {
-                needs_reload = true;
                 // An unparsable host file's tags are unknown: assume the worst.
                 risky |= change
                     .old
@@ -388,6 +465,7 @@ impl Writer {
         }
         risky |= index.any_set_tags();
         drop(index);
+        drop(quiet);
         {
             let mut stats = self.shared.stats.lock().unwrap_or_else(|p| p.into_inner());
             stats.files_written += written;

@@ -1,0 +1,171 @@
+//! When a record dnsmasq reads later hides one it already holds.
+//!
+//! dnsmasq never forgets a record between SIGHUPs: a changed file's new
+//! record is *prepended* (src/option.c: `new->next = daemon->dhcp_conf`,
+//! likewise for `dhcp_opts`) and the first match wins. So a replace needs no
+//! reload when the new record is chosen for every client the old one would
+//! have been chosen for. These rules are deliberately narrower than what
+//! dnsmasq allows; every case they accept is proven against a real dnsmasq
+//! (2.90 and 2.91) in `tests/shadow_e2e.rs`. Anything else is reloaded.
+//!
+//! Host records (src/dhcp-common.c `find_config` → `find_config_match`:
+//! a client-id pass, then a hardware-address pass, first without and then
+//! with the `tag:` filters relaxed; `is_config_in_context` skips a record
+//! whose fixed address is outside the client's subnet):
+//! - the old record is matched by a MAC or a client-id (hostname-only
+//!   records take a separate path and are not judged here);
+//! - the new one has every MAC of the old one and the same client-id, so it
+//!   is found in the same pass or an earlier one;
+//! - the same `tag:` match filters, so filtering treats both alike;
+//! - the new record has no fixed IPv4 or IPv6 address, so it is "in
+//!   context" on every subnet the old one was. (A record *with* an address
+//!   is reloaded: the broker does not know dnsmasq's ranges, and reusing an
+//!   address the old record holds is refused by dnsmasq until a reload.)
+//!
+//! Options files (src/rfc2131.c `option_filter` / `option_find2`, and the
+//! DHCPv6 equivalents in src/rfc3315.c: the first option record for a number
+//! whose tags match is sent): every line of the old file has a line in the
+//! new file for the same option number and exactly the same tag set (values
+//! may differ, lines may be added).
+
+use std::collections::BTreeSet;
+
+use crate::entry::{HostSpec, OptionsSpec};
+use crate::store::{Key, Spec};
+
+/// Why a new record does not hide an old one (for logs), or `Ok`.
+pub type Verdict = Result<(), &'static str>;
+
+/// Does `new`, read after `old`, hide it from every client?
+pub fn shadows(new: &Spec, old: &Spec) -> Verdict {
+    match (new, old) {
+        (Spec::Host(n), Spec::Host(o)) => host_shadows(n, o),
+        (Spec::Options(n), Spec::Options(o)) => options_shadow(n, o),
+        _ => Err("the records are of different kinds"),
+    }
+}
+
+/// The host rules of the module doc.
+pub fn host_shadows(new: &HostSpec, old: &HostSpec) -> Verdict {
+    if old.macs().is_empty() && old.client_id().is_none() {
+        return Err("the old record matches by hostname only");
+    }
+    if new.ipv4().is_some() || new.ipv6().is_some() {
+        return Err("the new record has a fixed address");
+    }
+    if !old.macs().iter().all(|m| new.macs().contains(m)) {
+        return Err("the new record drops a MAC of the old one");
+    }
+    if new.client_id() != old.client_id() {
+        return Err("the client-id changes");
+    }
+    let set = |tags: &[String]| tags.iter().cloned().collect::<BTreeSet<_>>();
+    if set(new.match_tags()) != set(old.match_tags()) {
+        return Err("the tag: match filters change");
+    }
+    Ok(())
+}
+
+/// The options rules of the module doc.
+pub fn options_shadow(new: &OptionsSpec, old: &OptionsSpec) -> Verdict {
+    let key = |o: &crate::entry::DhcpOption| {
+        o.code()
+            .map(|c| (c, o.tags.iter().cloned().collect::<BTreeSet<_>>()))
+    };
+    let mut offered = Vec::new();
+    for o in new.options() {
+        offered.push(key(o).ok_or("an option of the new file is not understood")?);
+    }
+    for o in old.options() {
+        let k = key(o).ok_or("an option of the old file is not understood")?;
+        if !offered.contains(&k) {
+            return Err("the new file drops an option, or changes the tags an option is sent for");
+        }
+    }
+    Ok(())
+}
+
+/// The fixed addresses of a record: dnsmasq refuses a record whose address
+/// one it already holds has ("duplicate dhcp-host IP address").
+pub fn addresses(spec: &Spec) -> Vec<Key> {
+    match spec {
+        Spec::Host(h) => h
+            .ipv4()
+            .map(Key::V4)
+            .into_iter()
+            .chain(h.ipv6().map(Key::V6))
+            .collect(),
+        Spec::Options(_) => Vec::new(),
+    }
+}
+
+/// What identifies a client to a host record: its MACs (client-ids are
+/// compared record by record).
+pub fn macs(spec: &Spec) -> Vec<Key> {
+    match spec {
+        Spec::Host(h) => h.macs().iter().map(|m| Key::Mac(*m)).collect(),
+        Spec::Options(_) => Vec::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn host(line: &str) -> Spec {
+        Spec::Host(HostSpec::parse_line(line).expect(line))
+    }
+
+    fn opts(text: &str) -> Spec {
+        Spec::Options(OptionsSpec::parse_file(text.as_bytes()).expect(text))
+    }
+
+    const M1: &str = "52:54:00:00:00:01";
+    const M2: &str = "52:54:00:00:00:02";
+
+    #[test]
+    fn ironic_tag_changes_and_ignore_shadow() {
+        let a = host(&format!("{M1},set:t1,set:ironic"));
+        let b = host(&format!("{M1},set:t2,set:ironic"));
+        let ignore = host(&format!("{M1},ignore"));
+        assert_eq!(shadows(&b, &a), Ok(()));
+        assert_eq!(shadows(&ignore, &a), Ok(()));
+        assert_eq!(shadows(&a, &ignore), Ok(()));
+    }
+
+    #[test]
+    fn dropping_a_mac_or_changing_the_client_id_does_not() {
+        let both = host(&format!("{M1},{M2},set:a"));
+        assert_eq!(shadows(&host(&format!("{M1},{M2},set:b")), &both), Ok(()));
+        assert!(shadows(&host(&format!("{M1},set:a")), &both).is_err());
+        // Adding a MAC is fine: the new record is found for the old one's.
+        assert_eq!(shadows(&both, &host(&format!("{M1},set:a"))), Ok(()));
+        let with_id = host(&format!("{M1},id:01:02:03,set:a"));
+        assert!(shadows(&host(&format!("{M1},set:a")), &with_id).is_err());
+        assert!(shadows(&with_id, &host(&format!("{M1},set:a"))).is_err());
+    }
+
+    #[test]
+    fn filters_and_addresses() {
+        let plain = host(&format!("{M1},set:a"));
+        assert!(shadows(&host(&format!("{M1},tag:x,set:a")), &plain).is_err());
+        assert!(shadows(&host(&format!("{M1},10.0.0.5")), &plain).is_err());
+        assert!(shadows(&host(&format!("{M1},[fd00::5]")), &plain).is_err());
+        // Dropping an address: the new record is in context everywhere.
+        assert_eq!(shadows(&plain, &host(&format!("{M1},10.0.0.5"))), Ok(()));
+        assert!(shadows(&plain, &host("10.0.0.5,node-1")).is_err());
+    }
+
+    #[test]
+    fn options_keep_every_number_and_tag_set() {
+        let old = opts("tag:n1,tag:!ipxe,67,a.efi\ntag:n1,tag:ipxe,67,http://x/a\n");
+        let new = opts("tag:!ipxe,tag:n1,option:bootfile-name,b.efi\ntag:n1,tag:ipxe,67,http://x/b\ntag:n1,66,10.0.0.1\n");
+        assert_eq!(shadows(&new, &old), Ok(()));
+        assert!(shadows(&opts("tag:n1,tag:ipxe,67,http://x/b\n"), &old).is_err());
+        assert!(shadows(
+            &opts("tag:n2,tag:!ipxe,67,a.efi\ntag:n1,tag:ipxe,67,http://x/a\n"),
+            &old
+        )
+        .is_err());
+    }
+}
