@@ -87,10 +87,14 @@ pub(crate) fn is_running(pid: i32) -> bool {
 
 /// After a SIGHUP, waits until dnsmasq is back to sleeping in its event loop
 /// (it re-reads every file while runnable) or dead. Returns false if it died.
+///
+/// The kernel makes the signalled process runnable before `kill()` returns,
+/// so polling can start at once: dnsmasq counts as back once it is seen
+/// sleeping twice in a row 10 ms apart. The caller times this call as the
+/// reload's stall, so the polling is kept fine-grained.
 pub(crate) fn survived_reload(pid: i32, limit: Duration) -> bool {
     let start = Instant::now();
     let mut sleeping_seen = 0;
-    std::thread::sleep(Duration::from_millis(50));
     while start.elapsed() < limit {
         match proc_state(pid) {
             None | Some('Z') | Some('X') | Some('x') => return false,
@@ -99,10 +103,12 @@ pub(crate) fn survived_reload(pid: i32, limit: Duration) -> bool {
                 if sleeping_seen >= 2 {
                     return true;
                 }
+                std::thread::sleep(Duration::from_millis(10));
+                continue;
             }
             Some(_) => sleeping_seen = 0,
         }
-        std::thread::sleep(Duration::from_millis(25));
+        std::thread::sleep(Duration::from_millis(2));
     }
     is_running(pid)
 }
