@@ -11,10 +11,12 @@ set -euo pipefail
 top=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$top"
 
-[ "$(id -u)" -eq 0 ] || {
+if [ "$(id -u)" -ne 0 ]; then
+    # The end-to-end tests create network namespaces and install packages.
+    command -v sudo >/dev/null && exec sudo -E "$0" "$@"
     echo "test-all: run as root: the end-to-end tests create network namespaces" >&2
     exit 1
-}
+fi
 . scripts/ensure-rust.sh
 
 log=$(mktemp)

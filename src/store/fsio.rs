@@ -10,12 +10,14 @@
 //!   acknowledged write survives a crash or power loss;
 //! - a delete first renames the file to a dotfile and unlinks that: dnsmasq
 //!   ignores both events, so no `cannot read` error line reaches its log;
-//! - a *replacement* must not be read by dnsmasq before the reload it needs
-//!   anyway: dnsmasq keeps the old record, so re-reading a line with the same
-//!   IP logs "duplicate dhcp-host IP address". The old file is renamed to a
-//!   dotfile and the new one `link()`ed into place — dnsmasq does not watch
-//!   link creation — and the reload then reads it. A crash in between leaves
-//!   a `.NAME.hdb-old-*` dotfile, put back at start-up if NAME is missing.
+//! - a new version dnsmasq must not read before the reload it needs anyway
+//!   (the reload policy says so: its address is still held by a record
+//!   dnsmasq has, and reading it now would log "duplicate dhcp-host IP
+//!   address") is `link()`ed into place — dnsmasq does not watch link
+//!   creation — after the old file is renamed to a dotfile; the reload then
+//!   reads it. A crash in between leaves a `.NAME.hdb-old-*` dotfile, put
+//!   back at start-up if NAME is missing. Every other new version is renamed
+//!   into place and read at once.
 
 use std::fs::{self, File, OpenOptions, Permissions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
