@@ -110,6 +110,23 @@ fn reloader(args: &ServeArgs) -> Result<Arc<dyn Reloader>, StartError> {
     })
 }
 
+/// The reload model starts from "dnsmasq holds the files on disk". For a
+/// dnsmasq this broker did not start, that is only known to be true when no
+/// broker changed the directories since dnsmasq started: otherwise a broker
+/// may have been stopped with a reload pending (a delete acknowledged but not
+/// yet in effect), so one reload is sent now.
+fn startup_reload(store: &Store, scheduler: &ReloadScheduler) {
+    let Some(dnsmasq_start) = scheduler.reloader().started_at() else {
+        return;
+    };
+    if store.last_commit().is_some_and(|c| c > dnsmasq_start) {
+        tracing::info!(
+            "the directories changed since dnsmasq started; one reload brings it up to date"
+        );
+        scheduler.request("startup", store.read(|i| i.any_set_tags()));
+    }
+}
+
 fn check_directories(args: &ServeArgs) -> Result<(), StartError> {
     for (flag, dir) in [
         ("--hosts-dir", &args.hosts_dir),
@@ -182,6 +199,7 @@ pub async fn run(args: ServeArgs) -> Result<(), StartError> {
     config.file_mode = args.file_mode;
     config.lock_timeout = Duration::from_millis(args.lock_timeout_ms);
     let store = Store::open(config, scheduler.clone()).map_err(|e| StartError(e.to_string()))?;
+    startup_reload(&store, &scheduler);
     let listener = TcpListener::bind(args.listen)
         .await
         .map_err(|e| StartError(format!("cannot listen on {}: {e}", args.listen)))?;

@@ -845,3 +845,59 @@ fn s10_invisible_writes_are_served_within_the_poll_interval() {
         w.finish();
     });
 }
+
+/// A broker killed with a reload pending leaves dnsmasq serving a deleted
+/// entry. The next broker cannot know what dnsmasq holds, but it sees that
+/// the directories changed after dnsmasq started (the lock file), and sends
+/// one reload at start-up: the acknowledged delete takes effect.
+#[test]
+fn s11_a_new_broker_reloads_what_a_killed_one_left_pending() {
+    for_each_version(|bin| {
+        // A reload that would come only after ten minutes.
+        let mut w = e2e::World::with_broker_args(
+            bin,
+            Mode::Pidfile,
+            24,
+            600_000,
+            &["--reload-max-delay-ms", "600000"],
+        );
+        let m = mac(0x1101);
+        let r = w.broker.put_host(
+            "node-11",
+            &json!({"macs": [m], "ipv4": "192.168.77.110"}),
+            false,
+        );
+        assert_status(&r, 201, "PUT");
+        w.dirs.wait_file_read(&w.dirs.hosts, "node-11", 0);
+        assert_eq!(
+            expect_lease(&w.net, &m, "before delete").ip,
+            "192.168.77.110"
+        );
+        let r = w.broker.delete_host("node-11", false);
+        assert_status(&r, 204, "DELETE");
+        let marks = w.dirs.marker_reads();
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(w.broker.pid() as i32),
+            nix::sys::signal::Signal::SIGKILL,
+        )
+        .expect("SIGKILL the broker");
+        thread::sleep(SETTLE);
+        assert_eq!(w.dirs.marker_reads(), marks, "the killed broker reloaded");
+        assert_eq!(
+            expect_lease(&w.net, &m, "deleted, not reloaded").ip,
+            "192.168.77.110",
+            "dnsmasq holds the deleted record until a reload"
+        );
+
+        w.broker = e2e::Broker::start_with_quiet(&w.dirs, e2e::Reload::Pidfile, 50, &[]);
+        w.dirs.wait_marker_reads_above(marks);
+        let lease = expect_lease(&w.net, &m, "after the start-up reload");
+        assert!(
+            lease.is_pool_address(),
+            "deleted host still served: {lease:?}"
+        );
+        // A broker started on directories no broker changed since dnsmasq
+        // started sends none (every other test here starts that way).
+        w.finish();
+    });
+}

@@ -67,6 +67,12 @@ pub trait Reloader: Send + Sync {
         None
     }
 
+    /// When the dnsmasq being reloaded started, where that can be known for
+    /// a dnsmasq this broker did not start (`None` otherwise).
+    fn started_at(&self) -> Option<std::time::SystemTime> {
+        None
+    }
+
     /// Called once when the broker stops (a supervised dnsmasq is stopped).
     fn shutdown(&self) {}
 }

@@ -690,7 +690,11 @@ mod tests {
 
     /// Drives a steady stream of changes needing a reload for `run` and
     /// returns the reloads' spans.
-    async fn stream(policy: Policy, budget: f64, run: Duration) -> Vec<(std::time::Instant, std::time::Instant)> {
+    async fn stream(
+        policy: Policy,
+        budget: f64,
+        run: Duration,
+    ) -> Vec<(std::time::Instant, std::time::Instant)> {
         let slow = Arc::new(Slow {
             busy: Duration::from_millis(30),
             spans: Mutex::new(Vec::new()),

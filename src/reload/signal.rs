@@ -80,6 +80,29 @@ fn proc_state(pid: i32) -> Option<char> {
     stat.rsplit_once(')')?.1.trim_start().chars().next()
 }
 
+/// When a process started: field 22 of `/proc/PID/stat` (clock ticks since
+/// boot) plus the boot time from `/proc/stat`. Assumes the usual 100 ticks
+/// per second (`getconf CLK_TCK`), which the result only needs to within a
+/// second.
+pub(crate) fn process_start(pid: i32) -> Option<std::time::SystemTime> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let ticks: u64 = stat
+        .rsplit_once(')')?
+        .1
+        .split_whitespace()
+        .nth(19)?
+        .parse()
+        .ok()?;
+    let btime: u64 = std::fs::read_to_string("/proc/stat")
+        .ok()?
+        .lines()
+        .find_map(|l| l.strip_prefix("btime "))?
+        .trim()
+        .parse()
+        .ok()?;
+    Some(std::time::UNIX_EPOCH + Duration::from_secs(btime) + Duration::from_millis(ticks * 10))
+}
+
 /// True when the process exists and is not a zombie.
 pub(crate) fn is_running(pid: i32) -> bool {
     !matches!(proc_state(pid), None | Some('Z') | Some('X') | Some('x'))
@@ -185,6 +208,11 @@ impl Reloader for SignalReloader {
                 .collect::<Vec<_>>()
                 .join(", ")
         ))
+    }
+
+    fn started_at(&self) -> Option<std::time::SystemTime> {
+        let pid = *self.target.pids().ok()?.first()?;
+        process_start(pid)
     }
 
     fn dnsmasq(&self) -> Option<DnsmasqState> {

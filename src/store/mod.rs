@@ -576,6 +576,14 @@ impl Store {
         scan::dir_mtimes(&self.shared.config) != seen
     }
 
+    /// When a broker last changed the directories: the lock file's mtime,
+    /// which every commit rewrites with the new generation (`None` while no
+    /// broker ever wrote: the file is empty).
+    pub fn last_commit(&self) -> Option<std::time::SystemTime> {
+        let meta = std::fs::metadata(self.shared.config.hosts_dir.join(fsio::LOCK_FILE)).ok()?;
+        (meta.len() > 0).then(|| meta.modified().ok()).flatten()
+    }
+
     /// The writer's counters.
     pub fn stats(&self) -> WriterStats {
         self.shared
