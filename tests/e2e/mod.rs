@@ -409,6 +409,14 @@ impl Net {
     /// Runs `udhcpc -f -q -n -B -t <tries> -T 1 -O bootfile` in the client
     /// namespace after setting the client interface's MAC.
     pub(crate) fn dhcp_request_tries(&self, mac: &str, tries: u32) -> Option<Lease> {
+        self.dhcp_request_with(mac, tries, &[])
+    }
+
+    /// Like [`Net::dhcp_request_tries`], with extra udhcpc arguments, e.g.
+    /// `["-x", "0x3d:ff0102"]` (send this client ID instead of `01:<mac>`),
+    /// `["-x", "0xaf:01"]` (option 175: dnsmasq's `--dhcp-match=set:ipxe,175`
+    /// then sets tag `ipxe`) or `["-x", "hostname:NAME"]` (option 12).
+    pub(crate) fn dhcp_request_with(&self, mac: &str, tries: u32, extra: &[&str]) -> Option<Lease> {
         let _one_at_a_time = self.dhcp.lock().unwrap_or_else(|e| e.into_inner());
         run(
             "ip",
@@ -430,6 +438,7 @@ impl Net {
             .args(["-f", "-q", "-n", "-B", "-t", &tries, "-T", "1", "-A", "0"])
             .args(["-O", "bootfile", "-i", &self.cli_if, "-s"])
             .arg(&script)
+            .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -678,6 +687,21 @@ impl Dirs {
         );
     }
 
+    /// Like [`Dirs::wait_marker_reads_above`] with a chosen timeout (a
+    /// broker that delays its reload on purpose); true when it happened.
+    pub(crate) fn marker_reads_above_within(&self, before: usize, timeout: Duration) -> bool {
+        wait_until(timeout, || self.marker_reads() > before)
+    }
+
+    /// Lines of dnsmasq's log containing `needle`.
+    pub(crate) fn log_lines_with(&self, needle: &str) -> Vec<String> {
+        self.log_text()
+            .lines()
+            .filter(|l| l.contains(needle))
+            .map(str::to_owned)
+            .collect()
+    }
+
     /// The pid in dnsmasq's pid file, when there is one.
     pub(crate) fn dnsmasq_pid(&self) -> Option<u32> {
         fs::read_to_string(&self.pid_file).ok()?.trim().parse().ok()
@@ -882,6 +906,18 @@ impl Broker {
     /// Starts `serve` on 127.0.0.1:0 for `dirs` and reads the port from its
     /// `listening on http://127.0.0.1:PORT` line.
     pub(crate) fn start(dirs: &Dirs, reload: Reload<'_>, extra: &[&str]) -> Broker {
+        Broker::start_with_quiet(dirs, reload, 50, extra)
+    }
+
+    /// Like [`Broker::start`] with `--reload-quiet-ms quiet_ms` instead of
+    /// 50 (a long quiet period leaves time to watch dnsmasq before a
+    /// scheduled reload; `extra` must not repeat the flag).
+    pub(crate) fn start_with_quiet(
+        dirs: &Dirs,
+        reload: Reload<'_>,
+        quiet_ms: u64,
+        extra: &[&str],
+    ) -> Broker {
         let mut args: Vec<String> = vec![
             "serve".into(),
             "--listen".into(),
@@ -893,7 +929,7 @@ impl Broker {
             "--lease-file".into(),
             dirs.leases.display().to_string(),
             "--reload-quiet-ms".into(),
-            "50".into(),
+            quiet_ms.to_string(),
         ];
         args.extend(extra.iter().map(|s| s.to_string()));
         let bin = broker_binary();
@@ -1228,6 +1264,18 @@ impl World {
     }
 
     pub(crate) fn with_prefix(bin: &DnsmasqBinary, mode: Mode, prefix_len: u8) -> World {
+        World::with_broker_args(bin, mode, prefix_len, 50, &[])
+    }
+
+    /// Like [`World::with_prefix`], starting the broker with
+    /// `--reload-quiet-ms quiet_ms` and the extra `serve` flags `extra`.
+    pub(crate) fn with_broker_args(
+        bin: &DnsmasqBinary,
+        mode: Mode,
+        prefix_len: u8,
+        quiet_ms: u64,
+        extra: &[&str],
+    ) -> World {
         let net = Net::with_prefix(prefix_len);
         let dirs = Dirs::new();
         let (dnsmasq, broker) = match mode {
@@ -1238,7 +1286,10 @@ impl World {
                 } else {
                     Reload::Pidfile
                 };
-                (Some(d), Broker::start(&dirs, reload, &[]))
+                (
+                    Some(d),
+                    Broker::start_with_quiet(&dirs, reload, quiet_ms, extra),
+                )
             }
             Mode::Supervise => {
                 assert!(
@@ -1246,13 +1297,14 @@ impl World {
                     "`hostsdir-broker serve --help` does not mention supervise mode yet"
                 );
                 let cmd = dnsmasq_command(bin, &net, &dirs);
-                let b = Broker::start(
+                let b = Broker::start_with_quiet(
                     &dirs,
                     Reload::Supervise {
                         net: &net,
                         dnsmasq: cmd,
                     },
-                    &[],
+                    quiet_ms,
+                    extra,
                 );
                 let started = wait_until(Duration::from_secs(10), || {
                     dirs.dnsmasq_pid().is_some_and(pid_alive)
