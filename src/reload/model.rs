@@ -136,6 +136,22 @@ impl Model {
                 reason: "an address of the new record is held by a record dnsmasq still has",
             };
         }
+        // A hostname-only record is found by dnsmasq's hostname retry only
+        // if the first record with that name has no MAC and no client-id: a
+        // ghost with the name hides it until the reload.
+        if let Some(name) = shadow::name_only_key(&new.spec) {
+            let ghost_named = self.dirty.values().flat_map(|d| &d.loaded).any(|e| {
+                !Arc::ptr_eq(e, new) && shadow::hostname_key(&e.spec).as_deref() == Some(&name)
+            });
+            if ghost_named {
+                return ChangePlan {
+                    placement: Placement::Now,
+                    needs_reload: true,
+                    reason:
+                        "a record dnsmasq still holds has the hostname of this hostname-only record",
+                };
+            }
+        }
         // Every record dnsmasq holds for this name, or for one of the new
         // record's MACs under another name, must be hidden by the new one.
         for old in &own {
@@ -322,8 +338,8 @@ mod tests {
         // Drops M2: read at once, but M2 keeps the old record until a reload.
         let p = change(&mut m, &mut i, "a", Some(&format!("{M1},set:t2")));
         assert_eq!((p.placement, p.needs_reload), (Placement::Now, true));
-        // Adding M2 back does not help: M1+M2 was fine, but no version may
-        // be left unshadowed... here every held version is hidden again.
+        // M2 back: this version hides every version dnsmasq holds again, so
+        // it needs nothing itself (the previous change's reload is still due).
         let p = change(&mut m, &mut i, "a", Some(&format!("{M1},{M2},set:t3")));
         assert!(!p.needs_reload);
     }
@@ -335,7 +351,6 @@ mod tests {
         // Same address again: dnsmasq would refuse it until a reload.
         let p = change(&mut m, &mut i, "a", Some(&format!("{M1},10.0.0.5,h1")));
         assert_eq!((p.placement, p.needs_reload), (Placement::AtReload, true));
-        // Deleted: its record stays, holding the address.
         let p = change(&mut m, &mut i, "a", None);
         assert!(p.needs_reload);
         let p = change(&mut m, &mut i, "b", Some(&format!("{M2},10.0.0.5")));
@@ -343,6 +358,19 @@ mod tests {
         m.reloaded();
         let p = change(&mut m, &mut i, "c", Some("52:54:00:00:00:03,10.0.0.6"));
         assert_eq!((p.placement, p.needs_reload), (Placement::Now, false));
+    }
+
+    #[test]
+    fn a_hostname_only_record_named_like_a_ghost_waits_for_the_reload() {
+        let (mut m, mut i) = (Model::default(), Index::default());
+        change(&mut m, &mut i, "a", Some(&format!("{M1},set:x,h1")));
+        let p = change(&mut m, &mut i, "a", Some(&format!("{M1},ignore")));
+        assert!(!p.needs_reload, "{}", p.reason);
+        // The ghost `M1,set:x,h1` answers dnsmasq's hostname retry for h1.
+        let p = change(&mut m, &mut i, "x", Some("h1"));
+        assert!(p.needs_reload, "{}", p.reason);
+        let p = change(&mut m, &mut i, "y", Some("h2"));
+        assert!(!p.needs_reload, "{}", p.reason);
     }
 
     #[test]

@@ -9,24 +9,42 @@
 //! (2.90 and 2.91) in `tests/shadow_e2e.rs`. Anything else is reloaded.
 //!
 //! Host records (src/dhcp-common.c `find_config` → `find_config_match`:
-//! a client-id pass, then a hardware-address pass, first without and then
-//! with the `tag:` filters relaxed; `is_config_in_context` skips a record
-//! whose fixed address is outside the client's subnet):
-//! - the old record is matched by a MAC or a client-id (hostname-only
-//!   records take a separate path and are not judged here);
-//! - the new one has every MAC of the old one and the same client-id, so it
-//!   is found in the same pass or an earlier one;
-//! - the same `tag:` match filters, so filtering treats both alike;
+//! two rounds, the first only over records with `tag:` filters; in each a
+//! client-id pass, a MAC pass — which ignores the record's client-id — then
+//! a hostname pass; `is_config_in_context` skips a record whose fixed
+//! address is outside the client's subnet):
+//! - the old record is matched by a MAC or a client-id (a hostname-only
+//!   record takes the separate "search again with the hostname" path);
+//! - the new one has every MAC of the old one (same wildcard pattern) and
+//!   the same client-id, so it is found in the same pass or an earlier one;
+//! - the same `tag:` match filters, so both are in the same round;
 //! - the new record has no fixed IPv4 or IPv6 address, so it is "in
-//!   context" on every subnet the old one was. (A record *with* an address
-//!   is reloaded: the broker does not know dnsmasq's ranges, and reusing an
-//!   address the old record holds is refused by dnsmasq until a reload.)
+//!   context" on every subnet the old one was (the broker does not know
+//!   dnsmasq's ranges, and reusing an address the old record holds is
+//!   refused by dnsmasq until a reload);
+//! - the new record has no hostname: after each read `dhcp_update_configs`
+//!   gives a named, address-less record the address its name has in
+//!   /etc/hosts (with DNS on), which would confine it to that subnet.
 //!
-//! Options files (src/rfc2131.c `option_filter` / `option_find2`, and the
-//! DHCPv6 equivalents in src/rfc3315.c: the first option record for a number
-//! whose tags match is sent): every line of the old file has a line in the
-//! new file for the same option number and exactly the same tag set (values
-//! may differ, lines may be added).
+//! What a shadowed record still does until the reload (it is a *ghost*): its
+//! IPv4 address stays reserved from the pool (a client renewing it is told
+//! DHCPNAK "address reserved" and gets another address), and its hostname
+//! still answers dnsmasq's hostname retry, which would hide a hostname-only
+//! record of that name: such a record waits for the reload
+//! ([`super::model`]).
+//!
+//! Options files (src/dhcp-common.c `option_filter`, used for DHCPv4 and
+//! DHCPv6: per option number, the first record in list order whose tags
+//! match is sent; tagged records win over untagged ones): every line of the
+//! old file has a line in the new file for the same option number and
+//! exactly the same tag set (values may differ, lines may be added), and
+//! every old line is tagged (two untagged records for one number make
+//! dnsmasq log "Ignoring duplicate dhcp-option" on every request). The
+//! broker's grammar has no `encap:`, `vi-encap:` or `vendor:` lines, whose
+//! records accumulate instead.
+//!
+//! The source reading behind these rules (dnsmasq 2.90 and 2.91 do not differ
+//! in any of these functions) is summarised in the README's "Reload rules".
 
 use std::collections::BTreeSet;
 
@@ -53,6 +71,11 @@ pub fn host_shadows(new: &HostSpec, old: &HostSpec) -> Verdict {
     if new.ipv4().is_some() || new.ipv6().is_some() {
         return Err("the new record has a fixed address");
     }
+    if new.hostname().is_some() {
+        return Err(
+            "the new record has a hostname (dnsmasq may give it an address from /etc/hosts)",
+        );
+    }
     if !old.macs().iter().all(|m| new.macs().contains(m)) {
         return Err("the new record drops a MAC of the old one");
     }
@@ -77,6 +100,9 @@ pub fn options_shadow(new: &OptionsSpec, old: &OptionsSpec) -> Verdict {
         offered.push(key(o).ok_or("an option of the new file is not understood")?);
     }
     for o in old.options() {
+        if o.tags.is_empty() {
+            return Err("the old file has an untagged option");
+        }
         let k = key(o).ok_or("an option of the old file is not understood")?;
         if !offered.contains(&k) {
             return Err("the new file drops an option, or changes the tags an option is sent for");
@@ -97,6 +123,29 @@ pub fn addresses(spec: &Spec) -> Vec<Key> {
             .collect(),
         Spec::Options(_) => Vec::new(),
     }
+}
+
+/// The hostname a hostname-only record (no MAC, no client-id) is found by,
+/// as dnsmasq compares it: lowercase, up to the first dot.
+pub fn name_only_key(spec: &Spec) -> Option<String> {
+    match spec {
+        Spec::Host(h) if h.macs().is_empty() && h.client_id().is_none() => {
+            h.hostname().map(short_name)
+        }
+        _ => None,
+    }
+}
+
+/// A record's hostname as dnsmasq's hostname retry compares it.
+pub fn hostname_key(spec: &Spec) -> Option<String> {
+    match spec {
+        Spec::Host(h) => h.hostname().map(short_name),
+        Spec::Options(_) => None,
+    }
+}
+
+fn short_name(name: &str) -> String {
+    name.split('.').next().unwrap_or(name).to_ascii_lowercase()
 }
 
 /// What identifies a client to a host record: its MACs (client-ids are
@@ -151,8 +200,14 @@ mod tests {
         assert!(shadows(&host(&format!("{M1},tag:x,set:a")), &plain).is_err());
         assert!(shadows(&host(&format!("{M1},10.0.0.5")), &plain).is_err());
         assert!(shadows(&host(&format!("{M1},[fd00::5]")), &plain).is_err());
-        // Dropping an address: the new record is in context everywhere.
-        assert_eq!(shadows(&plain, &host(&format!("{M1},10.0.0.5"))), Ok(()));
+        // Dropping an address (or a name): the new record is in context
+        // everywhere.
+        assert_eq!(
+            shadows(&plain, &host(&format!("{M1},10.0.0.5,node-1"))),
+            Ok(())
+        );
+        // A name could get an address from /etc/hosts.
+        assert!(shadows(&host(&format!("{M1},node-1")), &plain).is_err());
         assert!(shadows(&plain, &host("10.0.0.5,node-1")).is_err());
     }
 
@@ -167,5 +222,7 @@ mod tests {
             &old
         )
         .is_err());
+        // Untagged ghosts would make dnsmasq log a duplicate on every request.
+        assert!(shadows(&opts("67,b.efi\n"), &opts("67,a.efi\n")).is_err());
     }
 }
