@@ -133,6 +133,20 @@ pub struct ServeArgs {
     /// beyond twice the ghost threshold).
     #[arg(long, env = "HOSTSDIR_BROKER_CLEANUP_QUIET_MS", default_value_t = 5000)]
     pub cleanup_quiet_ms: u64,
+    /// Restart a supervised dnsmasq instead of SIGHUP: `auto` when the cost
+    /// model predicts it is cheaper (dnsmasq's SIGHUP cost grows with every
+    /// file name it has seen), `never`, or `always`.
+    #[arg(
+        long,
+        env = "HOSTSDIR_BROKER_RESTART_INSTEAD_OF_SIGHUP",
+        value_enum,
+        default_value = "auto"
+    )]
+    pub restart_instead_of_sighup: crate::reload::RestartMode,
+    /// Warn (log, status, metrics) once a SIGHUP costs this many times what
+    /// it would with no file-name churn.
+    #[arg(long, env = "HOSTSDIR_BROKER_CHURN_WARN_FACTOR", default_value_t = 2.0)]
+    pub churn_warn_factor: f64,
     /// Mode of written files, in octal (dnsmasq runs as `nobody`: keep them
     /// world-readable).
     #[arg(long, env = "HOSTSDIR_BROKER_FILE_MODE", default_value = "0644", value_parser = parse_mode)]

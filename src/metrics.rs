@@ -87,6 +87,12 @@ pub struct Metrics {
     pub reload_stall_estimate_ms: Gauge,
     /// Share of the recent past dnsmasq spent in reloads, in percent.
     pub reload_budget_used_percent: Gauge,
+    /// File names dnsmasq has seen since it started (both directories).
+    pub dnsmasq_names_seen: Gauge,
+    /// A SIGHUP's cost relative to one with no name churn, in percent.
+    pub reload_churn_factor_percent: Gauge,
+    /// 1 while a restart is predicted to cost less than a SIGHUP.
+    pub restart_recommended: Gauge,
 }
 
 fn latency() -> Histogram {
@@ -118,6 +124,9 @@ impl Metrics {
             reload_stall_seconds: Histogram::new(exponential_buckets(0.005, 2.0, 14)),
             reload_stall_estimate_ms: Gauge::default(),
             reload_budget_used_percent: Gauge::default(),
+            dnsmasq_names_seen: Gauge::default(),
+            reload_churn_factor_percent: Gauge::default(),
+            restart_recommended: Gauge::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -195,6 +204,21 @@ impl Metrics {
             "reload_budget_used_percent",
             "Share of the last five minutes dnsmasq spent in reloads, in percent",
             m.reload_budget_used_percent.clone(),
+        );
+        registry.register(
+            "dnsmasq_names_seen",
+            "File names dnsmasq has seen since it started; a SIGHUP costs files × names",
+            m.dnsmasq_names_seen.clone(),
+        );
+        registry.register(
+            "reload_churn_factor_percent",
+            "A SIGHUP's cost relative to one with no name churn, in percent (100: none)",
+            m.reload_churn_factor_percent.clone(),
+        );
+        registry.register(
+            "dnsmasq_restart_recommended",
+            "1 while restarting dnsmasq is predicted to cost less than a SIGHUP",
+            m.restart_recommended.clone(),
         );
         registry.register(
             "dnsmasq_up",

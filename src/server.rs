@@ -19,7 +19,7 @@ use crate::reload::{
     self, CommandReloader, NoReload, ReloadScheduler, Reloader, SchedulerConfig, SignalReloader,
     Target,
 };
-use crate::store::{Store, StoreConfig};
+use crate::store::{Kind, Store, StoreConfig};
 
 /// Serves `app` on an already-bound listener (plain TCP or
 /// [`crate::tls::TlsListener`]) until `shutdown` resolves.
@@ -191,6 +191,8 @@ pub async fn run(args: ServeArgs) -> Result<(), StartError> {
     reload_config.cleanup_ghosts = args.cleanup_ghosts;
     reload_config.cleanup_max_age = Duration::from_millis(args.cleanup_max_age_ms);
     reload_config.cleanup_quiet = Duration::from_millis(args.cleanup_quiet_ms);
+    reload_config.restart = args.restart_instead_of_sighup;
+    reload_config.churn_warn_factor = args.churn_warn_factor;
     // Answer a waiting request before the request timeout cuts it off.
     reload_config.wait_limit =
         request_timeout.saturating_sub((request_timeout / 4).min(Duration::from_secs(1)));
@@ -200,6 +202,13 @@ pub async fn run(args: ServeArgs) -> Result<(), StartError> {
     config.lock_timeout = Duration::from_millis(args.lock_timeout_ms);
     let store = Store::open(config, scheduler.clone()).map_err(|e| StartError(e.to_string()))?;
     startup_reload(&store, &scheduler);
+    // dnsmasq's list of file names starts from the directories as they are
+    // now: exactly so when the broker just started it.
+    scheduler.start_ledger(
+        [Kind::Host, Kind::Option]
+            .map(|k| store.read(|i| i.iter(k).map(|e| e.name.clone()).collect())),
+        args.reload_method() == ReloadMethod::Supervise,
+    );
     let listener = TcpListener::bind(args.listen)
         .await
         .map_err(|e| StartError(format!("cannot listen on {}: {e}", args.listen)))?;

@@ -901,3 +901,71 @@ fn s11_a_new_broker_reloads_what_a_killed_one_left_pending() {
         w.finish();
     });
 }
+
+/// Issue 12: a supervised dnsmasq restarted instead of signalled (here on
+/// every reload, `--restart-instead-of-sighup always`; when it happens by
+/// itself is the cost model's unit test) keeps its clients' leases: it
+/// re-reads the lease file. With `--dhcp-sequential-ip`, a dnsmasq that lost
+/// its leases would give the first free address to whoever asks first, so
+/// asking in the other order after the restart tells.
+#[test]
+fn s12_restart_instead_of_sighup_keeps_leases() {
+    for_each_version(|bin| {
+        let net = Net::new();
+        let dirs = Dirs::new();
+        let mut cmd = e2e::dnsmasq_command(bin, &net, &dirs);
+        cmd.push("--dhcp-sequential-ip".into());
+        let broker = e2e::Broker::start_with_quiet(
+            &dirs,
+            e2e::Reload::Supervise {
+                net: &net,
+                dnsmasq: cmd,
+            },
+            50,
+            &["--restart-instead-of-sighup", "always"],
+        );
+        let started = e2e::wait_until(Duration::from_secs(10), || {
+            dirs.log_text().contains("started, version") && dirs.marker_reads() >= 1
+        });
+        assert!(started, "dnsmasq did not start: {}", broker.stderr());
+        let (a, b) = (mac(0x1201), mac(0x1202));
+        let first = expect_lease(&net, &a, "first client");
+        let second = expect_lease(&net, &b, "second client");
+        assert!(first.is_pool_address() && second.is_pool_address());
+        assert_ne!(first.ip, second.ip);
+        let pid = dirs.dnsmasq_pid().expect("pid file");
+
+        // A delete needs a reload, which is a restart here.
+        let m = mac(0x1203);
+        let r = broker.put_host(
+            "gone",
+            &json!({"macs": [m], "ipv4": "192.168.77.12"}),
+            false,
+        );
+        assert_status(&r, 201, "PUT");
+        let r = broker.delete_host("gone", true);
+        assert_status(&r, 204, "DELETE ?wait=reload");
+        let ok = e2e::wait_until(Duration::from_secs(10), || {
+            dirs.dnsmasq_pid().is_some_and(|p| p != pid)
+        });
+        assert!(ok, "dnsmasq was not restarted");
+        let status = broker.status();
+        let message = status["reload"]["last"]["message"]
+            .as_str()
+            .unwrap_or_default();
+        assert!(message.contains("restarted dnsmasq"), "{status}");
+        assert_eq!(
+            status["reload"]["churn"]["names_seen"],
+            json!([0, 0]),
+            "a restarted dnsmasq forgets the names it saw: {status}"
+        );
+
+        // The second client asks first: with its lease remembered it gets
+        // its own address back, not the first free one.
+        let again = expect_lease(&net, &b, "second client after the restart");
+        assert_eq!(again.ip, second.ip, "the lease was lost across the restart");
+        let again = expect_lease(&net, &a, "first client after the restart");
+        assert_eq!(again.ip, first.ip, "the lease was lost across the restart");
+        dirs.assert_log_clean();
+    });
+}

@@ -96,6 +96,8 @@ async fn status(State(state): State<AppState>) -> Json<Value> {
     let progress = state.reloads.progress();
     let model = state.reloads.model_stats();
     let stall = state.reloads.stall_stats();
+    let churn = state.reloads.churn_stats();
+    let (restart_mode, next_is_restart) = state.reloads.restart_plan();
     let (hosts, options, problems, duplicates) = state.store.read(|i| {
         (
             i.len(Kind::Host),
@@ -132,6 +134,17 @@ async fn status(State(state): State<AppState>) -> Json<Value> {
             "budget_percent": stall.budget_percent,
             "budget_used_percent": stall.budget_used_percent,
             "next_allowed_in_ms": stall.next_allowed_in_ms,
+            "churn": {
+                "names_seen": churn.names_seen,
+                "live_files": churn.live_files,
+                "exact": churn.exact,
+                "factor": churn.factor,
+                "predicted_sighup_ms": churn.predicted_sighup_ms,
+                "predicted_restart_ms": churn.predicted_restart_ms,
+                "restart_recommended": churn.restart_is_cheaper(),
+                "restart_mode": restart_mode,
+                "next_reload_is_restart": next_is_restart,
+            },
         },
         "writer": state.store.stats(),
     }))

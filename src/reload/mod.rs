@@ -18,6 +18,7 @@
 //! signalling) when the loaded config makes the signal fatal.
 
 mod command;
+pub mod cost;
 pub mod dnsmasq;
 pub mod model;
 pub mod scheduler;
@@ -29,7 +30,8 @@ use serde::Serialize;
 
 pub use command::CommandReloader;
 pub use scheduler::{
-    Policy, Progress, ReloadRecord, ReloadScheduler, SchedulerConfig, StallStats, WaitError,
+    Policy, Progress, ReloadRecord, ReloadScheduler, RestartMode, SchedulerConfig, StallStats,
+    WaitError,
 };
 pub use signal::{SignalReloader, Target};
 
@@ -65,6 +67,26 @@ pub trait Reloader: Send + Sync {
     /// speak of, as with method `none`).
     fn dnsmasq(&self) -> Option<DnsmasqState> {
         None
+    }
+
+    /// Whether [`Reloader::restart`] is available (a supervised dnsmasq).
+    fn can_restart(&self) -> bool {
+        false
+    }
+
+    /// Restarts dnsmasq instead of signalling it (it then reads every file
+    /// and forgets every name it saw), and waits until it serves again.
+    fn restart(&self) -> Result<String, String> {
+        Err(format!(
+            "reload method `{}` cannot restart dnsmasq",
+            self.method()
+        ))
+    }
+
+    /// How many times dnsmasq was (re)started by this reloader, so a
+    /// restart made for another reason (a crash) is noticed.
+    fn starts(&self) -> u64 {
+        0
     }
 
     /// When the dnsmasq being reloaded started, where that can be known for

@@ -38,6 +38,7 @@ use tokio::time::Instant;
 use serde::Serialize;
 use tokio::sync::{watch, Notify};
 
+use super::cost::{Churn, ChurnStats};
 use super::model::{Model, ModelStats};
 use super::Reloader;
 use crate::store::{ChangePlan, Index, PendingChange, ReloadSink};
@@ -51,6 +52,18 @@ pub enum Policy {
     Shadow,
     /// Every replace and removal, coalesced, no budget (the old policy).
     Coalesce,
+}
+
+/// When a supervised dnsmasq is restarted instead of signalled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum RestartMode {
+    /// When the cost model predicts a restart costs clearly less than a SIGHUP.
+    Auto,
+    /// Never (only to survive dnsmasq 2.90's SIGHUP crash).
+    Never,
+    /// Every reload is a restart.
+    Always,
 }
 
 /// The scheduler's settings.
@@ -74,6 +87,10 @@ pub struct SchedulerConfig {
     /// Longest a `?wait=reload` waits before answering that the change is
     /// stored and will be served later.
     pub wait_limit: Duration,
+    /// When a supervised dnsmasq is restarted instead of signalled.
+    pub restart: RestartMode,
+    /// Warn once a SIGHUP costs this many times its no-churn cost.
+    pub churn_warn_factor: f64,
 }
 
 impl SchedulerConfig {
@@ -88,6 +105,8 @@ impl SchedulerConfig {
             cleanup_max_age: Duration::from_secs(1800),
             cleanup_quiet: Duration::from_secs(5),
             wait_limit: Duration::from_secs(59),
+            restart: RestartMode::Auto,
+            churn_warn_factor: 2.0,
         }
     }
 }
@@ -202,6 +221,11 @@ pub struct ReloadScheduler {
     /// When the store last committed a change.
     last_change: Mutex<Instant>,
     started: Instant,
+    /// File names dnsmasq has seen, and the SIGHUP / restart cost model.
+    churn: Mutex<Churn>,
+    /// The reloader's start count last seen (a crash restart resets names).
+    starts_seen: AtomicU64,
+    churn_warned: std::sync::atomic::AtomicBool,
 }
 
 impl ReloadScheduler {
@@ -242,7 +266,39 @@ impl ReloadScheduler {
             avoided: AtomicU64::new(0),
             last_change: Mutex::new(now),
             started: now,
+            churn: Mutex::new(Churn::new([Vec::new(), Vec::new()], false)),
+            starts_seen: AtomicU64::new(0),
+            churn_warned: std::sync::atomic::AtomicBool::new(false),
         })
+    }
+
+    /// Starts counting the file names dnsmasq has seen from `names` (hosts,
+    /// options): the directories' contents now. `exact` when dnsmasq started
+    /// with exactly these (the broker started it).
+    pub fn start_ledger(&self, names: [Vec<crate::entry::Name>; 2], exact: bool) {
+        *self.churn.lock().unwrap_or_else(|p| p.into_inner()) = Churn::new(names, exact);
+        self.starts_seen
+            .store(self.reloader.starts(), Ordering::Relaxed);
+    }
+
+    /// Names seen, the churn factor and the predicted costs.
+    pub fn churn_stats(&self) -> ChurnStats {
+        self.churn.lock().unwrap_or_else(|p| p.into_inner()).stats()
+    }
+
+    /// Whether the next reload would be a restart.
+    fn restart_next(&self, stats: &ChurnStats) -> bool {
+        self.reloader.can_restart()
+            && match self.config.restart {
+                RestartMode::Always => true,
+                RestartMode::Never => false,
+                RestartMode::Auto => stats.restart_is_cheaper(),
+            }
+    }
+
+    /// The restart mode in force, and whether the next reload would be one.
+    pub fn restart_plan(&self) -> (RestartMode, bool) {
+        (self.config.restart, self.restart_next(&self.churn_stats()))
     }
 
     /// The reloader driven.
@@ -408,6 +464,49 @@ impl ReloadScheduler {
         }
     }
 
+    /// Notices restarts made for other reasons (a crash), and says when
+    /// name churn has made reloads expensive and this broker cannot restart
+    /// dnsmasq itself.
+    fn check_churn(&self) {
+        let starts = self.reloader.starts();
+        if self.starts_seen.swap(starts, Ordering::Relaxed) != starts {
+            self.churn
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .restarted();
+        }
+        let stats = self.churn_stats();
+        let m = crate::metrics::get();
+        m.dnsmasq_names_seen
+            .set((stats.names_seen[0] + stats.names_seen[1]) as i64);
+        m.reload_churn_factor_percent
+            .set((stats.factor * 100.0).round() as i64);
+        m.restart_recommended
+            .set(i64::from(stats.restart_is_cheaper()));
+        let over = stats.factor > self.config.churn_warn_factor;
+        let warned = self.churn_warned.swap(over, Ordering::Relaxed);
+        if over && !warned {
+            let how = if self.reloader.can_restart() {
+                match self.config.restart {
+                    RestartMode::Never => "restarts are off (--restart-instead-of-sighup never)",
+                    _ => {
+                        "the broker restarts it instead of a SIGHUP once that is predicted cheaper"
+                    }
+                }
+            } else {
+                "restart dnsmasq in a quiet moment to reset it (in Kubernetes: delete the pod, or `kubectl rollout restart`)"
+            };
+            tracing::warn!(
+                factor = stats.factor,
+                names_seen = stats.names_seen[0] + stats.names_seen[1],
+                live_files = stats.live_files[0] + stats.live_files[1],
+                predicted_sighup_ms = stats.predicted_sighup_ms,
+                "dnsmasq remembers every file name it has seen since it started, so a reload now costs {}× what it would with no name churn; {how}",
+                stats.factor
+            );
+        }
+    }
+
     /// Runs until `shutdown` resolves, then sends any pending reload.
     pub async fn run(self: Arc<Self>, shutdown: impl Future<Output = ()>) {
         tokio::pin!(shutdown);
@@ -418,7 +517,10 @@ impl ReloadScheduler {
             tokio::select! {
                 _ = &mut shutdown => break,
                 _ = self.wake.notified() => continue,
-                _ = tick.tick() => self.check_cleanup(),
+                _ = tick.tick() => {
+                    self.check_cleanup();
+                    self.check_churn();
+                }
                 _ = sleep_until(due) => {
                     if self.due().is_some_and(|d| d <= Instant::now()) {
                         self.clone().send_now().await;
@@ -449,17 +551,35 @@ impl ReloadScheduler {
             (s.requested, std::mem::take(&mut s.risky), s.reason)
         };
         let started = Instant::now();
-        let reloader = self.reloader.clone();
-        let reading = self.reading.clone();
-        let model = self.model.clone();
+        let this = self.clone();
         let result = tokio::task::spawn_blocking(move || {
-            let _files_still = reading.lock().unwrap_or_else(|p| p.into_inner());
+            let _files_still = this.reading.lock().unwrap_or_else(|p| p.into_inner());
+            let restart = this.restart_next(&this.churn_stats());
+            let starts = this.reloader.starts();
             let started = std::time::Instant::now();
-            let result = reloader.reload(risky);
+            let result = if restart {
+                this.reloader.restart()
+            } else {
+                this.reloader.reload(risky)
+            };
             let stall = started.elapsed();
             if result.is_ok() {
                 // dnsmasq re-read the directories: it holds exactly the files.
-                model.lock().unwrap_or_else(|p| p.into_inner()).reloaded();
+                this.model
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .reloaded();
+                let mut churn = this.churn.lock().unwrap_or_else(|p| p.into_inner());
+                // A restart (asked for, or instead of a SIGHUP that 2.90
+                // would not survive) also forgets every name.
+                if this.reloader.starts() != starts {
+                    churn.observe_restart(stall);
+                    churn.restarted();
+                    this.starts_seen
+                        .store(this.reloader.starts(), Ordering::Relaxed);
+                } else {
+                    churn.observe_sighup(stall);
+                }
             }
             result.map(|m| (m, stall))
         })
@@ -591,6 +711,13 @@ impl ReloadSink for ReloadScheduler {
 
     fn placed(&self, index: &Index, change: &PendingChange<'_>, plan: &ChangePlan) {
         *self.last_change.lock().unwrap_or_else(|p| p.into_inner()) = Instant::now();
+        {
+            let mut churn = self.churn.lock().unwrap_or_else(|p| p.into_inner());
+            match change.new {
+                Some(_) => churn.saw(change.kind, change.name),
+                None => churn.gone(change.kind, change.name),
+            }
+        }
         if self.config.policy == Policy::Coalesce {
             return;
         }

@@ -1,0 +1,224 @@
+//! What a reload costs, and when a restart of dnsmasq is cheaper.
+//!
+//! On SIGHUP dnsmasq re-reads every file, and for each one looks its path up
+//! (src/inotify.c `dyndir_addhosts`, a `strcmp` walk) in a list of every
+//! file name that directory has held since dnsmasq started — a list that
+//! never shrinks. So a SIGHUP costs about
+//! `k × Σ (files in the directory × names it has ever held)`, while a fresh
+//! start costs about `k × Σ files²` plus a fixed overhead (exit, exec,
+//! sockets, the lease file). Ironic names host files by MAC and options
+//! files by node UUID, so every enrolled node and replaced NIC adds names
+//! for good: a long-lived dnsmasq's reloads get slower month by month and
+//! only a restart resets the list.
+//!
+//! [`Churn`] keeps the count of names each directory has held since dnsmasq
+//! started and fits `k` (and the restart overhead) from the stalls the
+//! scheduler measures, to predict both costs. Names are counted from the
+//! directory's contents when the broker started dnsmasq (supervised) or, for
+//! a dnsmasq started before the broker, when the broker started: names that
+//! came and went before are unknown, so the count is then a lower bound
+//! (`exact: false`).
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::entry::Name;
+use crate::store::Kind;
+
+/// Below this many file × name units a reload's stall is mostly fixed
+/// costs; such samples say nothing about `k`.
+const MIN_UNITS: f64 = 250_000.0;
+
+/// Restart overhead assumed until one is measured.
+const DEFAULT_RESTART_OVERHEAD: Duration = Duration::from_millis(100);
+
+/// Names seen and the fitted cost model.
+#[derive(Debug)]
+pub struct Churn {
+    seen: [HashSet<Name>; 2],
+    /// The files in each directory now.
+    live: [HashSet<Name>; 2],
+    exact: bool,
+    /// Seconds per file × name unit.
+    k: Option<f64>,
+    /// Seconds a restart costs beyond reading the files.
+    restart_overhead: Option<f64>,
+}
+
+/// What status and the decision need.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct ChurnStats {
+    /// Names each directory (hosts, options) held since dnsmasq started.
+    pub names_seen: [usize; 2],
+    /// Files in each directory now.
+    pub live_files: [usize; 2],
+    /// Whether the names are counted from dnsmasq's start (false: from the
+    /// broker's, a lower bound).
+    pub exact: bool,
+    /// A SIGHUP's cost relative to one with no name churn:
+    /// Σ files × names / Σ files².
+    pub factor: f64,
+    /// Predicted SIGHUP stall, once the model has a sample.
+    pub predicted_sighup_ms: Option<u64>,
+    /// Predicted restart unavailability, once the model has a sample.
+    pub predicted_restart_ms: Option<u64>,
+}
+
+impl ChurnStats {
+    /// True when a restart is predicted to cost less than a SIGHUP by a
+    /// clear margin.
+    pub fn restart_is_cheaper(&self) -> bool {
+        matches!((self.predicted_sighup_ms, self.predicted_restart_ms),
+            (Some(s), Some(r)) if s as f64 > 1.25 * r as f64 && s > 50)
+    }
+}
+
+impl Churn {
+    /// The ledger for a dnsmasq that holds `names` (hosts, options) now.
+    pub fn new(names: [Vec<Name>; 2], exact: bool) -> Churn {
+        let live: [HashSet<Name>; 2] = names.map(|n| n.into_iter().collect());
+        Churn {
+            seen: live.clone(),
+            live,
+            exact,
+            k: None,
+            restart_overhead: None,
+        }
+    }
+
+    /// A file of `kind` named `name` was put in place (dnsmasq reads it now
+    /// or at the next reload, and remembers the name from then on).
+    pub fn saw(&mut self, kind: Kind, name: &Name) {
+        let d = kind as usize;
+        if !self.live[d].contains(name) {
+            self.live[d].insert(name.clone());
+        }
+        if !self.seen[d].contains(name) {
+            self.seen[d].insert(name.clone());
+        }
+    }
+
+    /// The file `name` of `kind` was removed (dnsmasq keeps its name).
+    pub fn gone(&mut self, kind: Kind, name: &Name) {
+        self.live[kind as usize].remove(name);
+    }
+
+    /// dnsmasq was (re)started: it remembers only the files there now.
+    pub fn restarted(&mut self) {
+        self.seen = self.live.clone();
+        self.exact = true;
+    }
+
+    fn units(&self) -> (f64, f64) {
+        let mut sighup = 0.0;
+        let mut fresh = 0.0;
+        for d in 0..2 {
+            let f = self.live[d].len() as f64;
+            let n = (self.seen[d].len() as f64).max(f);
+            sighup += f * n;
+            fresh += f * f;
+        }
+        (sighup, fresh)
+    }
+
+    /// A SIGHUP took `stall`.
+    pub fn observe_sighup(&mut self, stall: Duration) {
+        let (units, _) = self.units();
+        if units < MIN_UNITS {
+            return;
+        }
+        let sample = stall.as_secs_f64() / units;
+        self.k = Some(match self.k {
+            None => sample,
+            Some(k) => 0.7 * k + 0.3 * sample,
+        });
+    }
+
+    /// A restart (stop, start, read every file) took `took`. Call before
+    /// [`Churn::restarted`]... or after: the fresh cost is the same.
+    pub fn observe_restart(&mut self, took: Duration) {
+        let (_, fresh) = self.units();
+        let reading = self.k.map_or(0.0, |k| k * fresh);
+        let sample = (took.as_secs_f64() - reading).max(0.0);
+        self.restart_overhead = Some(match self.restart_overhead {
+            None => sample,
+            Some(o) => 0.7 * o + 0.3 * sample,
+        });
+    }
+
+    /// Counts, factor and predictions.
+    pub fn stats(&self) -> ChurnStats {
+        let (sighup, fresh) = self.units();
+        let ms = |s: f64| (s * 1000.0).round() as u64;
+        let overhead = self
+            .restart_overhead
+            .unwrap_or(DEFAULT_RESTART_OVERHEAD.as_secs_f64());
+        ChurnStats {
+            names_seen: [self.seen[0].len(), self.seen[1].len()],
+            live_files: [self.live[0].len(), self.live[1].len()],
+            exact: self.exact,
+            factor: if fresh > 0.0 {
+                (sighup / fresh * 100.0).round() / 100.0
+            } else {
+                1.0
+            },
+            predicted_sighup_ms: self.k.map(|k| ms(k * sighup)),
+            predicted_restart_ms: self.k.map(|k| ms(k * fresh + overhead)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(prefix: &str, n: usize) -> Vec<Name> {
+        (0..n)
+            .map(|i| Name::parse(&format!("{prefix}{i}")).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn churn_makes_a_restart_cheaper_than_a_sighup() {
+        // 5,000 live files, no churn yet: SIGHUP ≈ restart.
+        let mut c = Churn::new([names("a", 5000), vec![]], true);
+        c.observe_sighup(Duration::from_millis(340));
+        let s = c.stats();
+        assert_eq!(s.factor, 1.0);
+        assert_eq!(s.predicted_sighup_ms, Some(340));
+        assert!(!s.restart_is_cheaper(), "{s:?}");
+        // Three rounds of replacing every file under new names: 20,000
+        // names seen, 5,000 live (as in DNSMASQ-FACTS.md).
+        let mut previous = "a";
+        for round in ["b", "c", "d"] {
+            for (old, new) in names(previous, 5000).iter().zip(names(round, 5000)) {
+                c.gone(Kind::Host, old);
+                c.saw(Kind::Host, &new);
+            }
+            previous = round;
+        }
+        let s = c.stats();
+        assert_eq!(s.names_seen, [20000, 0]);
+        assert_eq!(s.factor, 4.0);
+        assert_eq!(s.predicted_sighup_ms, Some(1360));
+        assert!(s.restart_is_cheaper(), "{s:?}");
+        // A restart resets the names.
+        assert_eq!(c.stats().live_files, [5000, 0]);
+        c.observe_restart(Duration::from_millis(400));
+        c.restarted();
+        let s = c.stats();
+        assert_eq!(s.factor, 1.0);
+        assert_eq!(s.predicted_restart_ms, Some(400));
+        assert!(!s.restart_is_cheaper(), "{s:?}");
+    }
+
+    #[test]
+    fn small_directories_teach_nothing() {
+        let mut c = Churn::new([names("a", 100), vec![]], false);
+        c.observe_sighup(Duration::from_millis(20));
+        assert_eq!(c.stats().predicted_sighup_ms, None);
+        assert!(!c.stats().exact);
+    }
+}
