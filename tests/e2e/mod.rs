@@ -1,4 +1,5 @@
-//! Real-DHCP harness for the end-to-end tests in `tests/dhcp_e2e.rs`.
+//! Real-DHCP harness for the end-to-end tests in `tests/dhcp_e2e.rs` and
+//! `tests/shadow_e2e.rs`.
 //!
 //! The broker's whole value is that dnsmasq then answers exactly as the
 //! entries say, so these tests ask a real dnsmasq with a real DHCP client:
