@@ -31,6 +31,11 @@ use crate::store::Kind;
 /// costs; such samples say nothing about `k`.
 const MIN_UNITS: f64 = 250_000.0;
 
+/// Seconds per file × name unit assumed before any reload was timed: dnsmasq
+/// 2.91 took 1.07–1.14 s for a SIGHUP over 10,000 Ironic host files on the
+/// machines this was built on (`../shared/DNSMASQ-FACTS.md`).
+const PRIOR_K: f64 = 1.1e-8;
+
 /// Restart overhead assumed until one is measured.
 const DEFAULT_RESTART_OVERHEAD: Duration = Duration::from_millis(100);
 
@@ -146,6 +151,13 @@ impl Churn {
             None => sample,
             Some(o) => 0.7 * o + 0.3 * sample,
         });
+    }
+
+    /// A SIGHUP's stall as predicted before any was timed (from the file
+    /// and name counts and [`PRIOR_K`]), for the stall budget's first step.
+    pub fn prior_stall(&self) -> Duration {
+        let (units, _) = self.units();
+        Duration::from_secs_f64(self.k.unwrap_or(PRIOR_K) * units)
     }
 
     /// Counts, factor and predictions.

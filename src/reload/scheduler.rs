@@ -171,6 +171,9 @@ pub struct StallStats {
     pub stall_ms_last: Option<u64>,
     /// The moving estimate used for spacing, in milliseconds.
     pub stall_ms_estimate: Option<u64>,
+    /// Whether the estimate is still the start-up prediction from the file
+    /// count (no reload timed yet).
+    pub stall_estimate_is_prior: bool,
     /// Share of the last five minutes spent in reloads, in percent.
     pub budget_used_percent: f64,
     /// The budget, in percent.
@@ -198,6 +201,8 @@ struct Pending {
 struct Stall {
     last: Option<Duration>,
     estimate: Option<Duration>,
+    /// The estimate is the start-up prediction, not a measurement yet.
+    prior: bool,
     last_end: Option<Instant>,
     /// (end, stall) of recent reloads, for the budget used.
     recent: VecDeque<(Instant, Duration)>,
@@ -275,10 +280,23 @@ impl ReloadScheduler {
     /// Starts counting the file names dnsmasq has seen from `names` (hosts,
     /// options): the directories' contents now. `exact` when dnsmasq started
     /// with exactly these (the broker started it).
+    ///
+    /// The stall budget then counts from now as if a reload had just ended,
+    /// with a stall predicted from the file count: dnsmasq has just read
+    /// every file (supervised), or may be serving a burst of changes the
+    /// broker cannot see, and a broker restart must not buy a free reload.
     pub fn start_ledger(&self, names: [Vec<crate::entry::Name>; 2], exact: bool) {
-        *self.churn.lock().unwrap_or_else(|p| p.into_inner()) = Churn::new(names, exact);
+        let churn = Churn::new(names, exact);
+        let prior = churn.prior_stall();
+        *self.churn.lock().unwrap_or_else(|p| p.into_inner()) = churn;
         self.starts_seen
             .store(self.reloader.starts(), Ordering::Relaxed);
+        let mut st = self.stall.lock().unwrap_or_else(|p| p.into_inner());
+        if st.estimate.is_none() {
+            st.estimate = Some(prior);
+            st.prior = true;
+            st.last_end = Some(Instant::now());
+        }
     }
 
     /// Names seen, the churn factor and the predicted costs.
@@ -342,6 +360,7 @@ impl ReloadScheduler {
         StallStats {
             stall_ms_last: st.last.map(|d| d.as_millis() as u64),
             stall_ms_estimate: st.estimate.map(|d| d.as_millis() as u64),
+            stall_estimate_is_prior: st.prior,
             budget_used_percent: (busy.as_secs_f64() / window.as_secs_f64() * 1000.0).round()
                 / 10.0,
             budget_percent: self.config.budget * 100.0,
@@ -656,10 +675,12 @@ impl ReloadScheduler {
         // A moving estimate that follows growth quickly and decay slowly:
         // underestimating the stall would overspend the budget.
         st.estimate = Some(match st.estimate {
+            _ if st.prior => stall,
             None => stall,
             Some(e) if stall > e => e.mul_f64(0.3) + stall.mul_f64(0.7),
             Some(e) => e.mul_f64(0.8) + stall.mul_f64(0.2),
         });
+        st.prior = false;
         st.last_end = Some(now);
         st.recent.push_back((now, stall));
         while st
