@@ -5,13 +5,27 @@
 //!   a legacy writer on this node rewriting a file in place, say;
 //! - polling sees changes made by other nodes of a network filesystem
 //!   (CephFS, NFS), which never raise an event here. Each tick compares the
-//!   directories' mtimes with what this broker last left them at; every
-//!   tenth tick does a full stat pass anyway, for in-place rewrites that do
-//!   not touch the directory's mtime.
+//!   directories' mtimes with what this broker last left them at (one
+//!   `stat` per directory): a create, rename or unlink changes a directory's
+//!   mtime, and CephFS shows it to other clients within milliseconds (NFS
+//!   once its attribute cache for the directory expires, 30–60 s by
+//!   default). An
+//!   in-place rewrite (a legacy writer's `open(O_TRUNC)` + `write`) changes
+//!   only the file's mtime, never the directory's, so every
+//!   [`FULL_PASS_EVERY`]th tick stats every file anyway.
 //!
-//! A suspected change asks the store for a refresh: under the lock it stats
-//! every file, re-reads only those whose inode/size/mtime changed, updates
-//! the index, and schedules a reload for what dnsmasq cannot have seen.
+//! When the directories' mtimes moved because another broker committed
+//! (the generation in the lock file moved), the writer re-reads just the
+//! files the change journal names for the missed generations: O(changes).
+//! A change made by a non-broker writer in the same interval is then found
+//! by the next full pass rather than at once.
+//!
+//! Otherwise a suspected change is looked for off the writer thread and without the
+//! directory lock: every file is stat'ed and compared with the stamp
+//! (inode, size, mtime) the index holds; only when some differ does the
+//! writer, under the lock, read just those files again, update the index in
+//! place and schedule a reload for what dnsmasq cannot have seen. An idle
+//! broker therefore costs two `stat`s per tick plus a stat pass per minute.
 
 use std::path::Path;
 use std::time::Duration;
@@ -22,9 +36,9 @@ use tokio::task::JoinHandle;
 
 use crate::store::{Kind, Store};
 
-/// Every this many poll ticks, refresh even if the directories' mtimes did
-/// not move.
-const FULL_PASS_EVERY: u32 = 10;
+/// Every this many poll ticks, stat every file even if the directories'
+/// mtimes did not move (in-place rewrites); a minute at the default poll.
+const FULL_PASS_EVERY: u32 = 60;
 
 /// Starts watching; `None` when `interval` is zero (polling off) and the
 /// inotify watch could not be set up either.
@@ -62,8 +76,23 @@ pub fn spawn(
                     true
                 }
             };
-            if full || store.dirs_changed_elsewhere() {
-                match store.refresh().await {
+            {
+                let s = store.clone();
+                let found = tokio::task::spawn_blocking(move || {
+                    if full {
+                        s.refresh_changed_blocking()
+                    } else if !s.dirs_changed_elsewhere() {
+                        Ok(0)
+                    } else if s.catch_up_blocking()? {
+                        // Another broker's commits, read from the journal.
+                        Ok(0)
+                    } else {
+                        s.refresh_changed_blocking()
+                    }
+                })
+                .await
+                .unwrap_or(Ok(0));
+                match found {
                     Ok(0) => {}
                     Ok(n) => {
                         tracing::info!(changes = n, "picked up changes made outside the broker")

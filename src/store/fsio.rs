@@ -20,7 +20,7 @@
 //!   into place and read at once.
 
 use std::fs::{self, File, OpenOptions, Permissions};
-use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::io::{self, Seek, SeekFrom, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -217,11 +217,6 @@ pub(crate) fn parked_name(file_name: &str) -> Option<&str> {
     Some(&rest[..at])
 }
 
-/// Reads a whole file, naming the path on error.
-pub(crate) fn read(path: &Path) -> Result<Vec<u8>, FsError> {
-    fs::read(path).map_err(|e| FsError::new("read", path, e))
-}
-
 /// An exclusive `flock` on a directory's lock file, held until dropped.
 ///
 /// The lock file also stores a generation counter that every mutation bumps:
@@ -268,17 +263,42 @@ impl DirLock {
 
     /// The generation stored in the lock file (0 when empty or unreadable).
     pub(crate) fn generation(&mut self) -> Result<u64, FsError> {
-        let mut text = String::new();
-        self.file
-            .seek(SeekFrom::Start(0))
-            .and_then(|_| self.file.read_to_string(&mut text))
+        // Only the first line: the change journal follows it.
+        use std::os::unix::fs::FileExt;
+        let mut head = [0u8; 64];
+        let n = self
+            .file
+            .read_at(&mut head, 0)
             .map_err(|e| FsError::new("read the lock file", &self.path, e))?;
-        Ok(text.trim().parse().unwrap_or(0))
+        let text = String::from_utf8_lossy(&head[..n]);
+        Ok(text
+            .lines()
+            .next()
+            .and_then(|l| l.trim().parse().ok())
+            .unwrap_or(0))
     }
 
-    /// Stores a new generation.
+    /// Stores a new generation: the fixed-width first line is rewritten in
+    /// place, keeping the change journal after it.
     pub(crate) fn set_generation(&mut self, generation: u64) -> Result<(), FsError> {
-        let text = format!("{generation}\n");
+        use std::os::unix::fs::FileExt;
+        let text = super::journal::header(generation);
+        let keep = self
+            .file
+            .metadata()
+            .map(|m| m.len() > super::journal::HEADER as u64)
+            .unwrap_or(false);
+        let mut head = [0u8; super::journal::HEADER];
+        let fixed = keep
+            && self.file.read_at(&mut head, 0).ok() == Some(head.len())
+            && head[..head.len() - 1].iter().all(u8::is_ascii_digit)
+            && head[head.len() - 1] == b'\n';
+        if fixed {
+            return self
+                .file
+                .write_all_at(text.as_bytes(), 0)
+                .map_err(|e| FsError::new("write the lock file", &self.path, e));
+        }
         self.file
             .set_len(0)
             .and_then(|_| self.file.seek(SeekFrom::Start(0)))

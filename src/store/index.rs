@@ -82,6 +82,15 @@ pub struct Stamp {
 }
 
 impl Stamp {
+    /// The stamp of a raw `stat`.
+    pub(crate) fn from_stat(st: &nix::sys::stat::FileStat) -> Stamp {
+        Stamp {
+            ino: st.st_ino,
+            size: st.st_size as u64,
+            mtime_ns: i128::from(st.st_mtime) * 1_000_000_000 + i128::from(st.st_mtime_nsec),
+        }
+    }
+
     /// The stamp of a file's metadata.
     pub fn of(meta: &std::fs::Metadata) -> Stamp {
         use std::os::unix::fs::MetadataExt;
@@ -136,13 +145,44 @@ pub struct Index {
     duplicates: BTreeMap<(Kind, String), String>,
     /// What each file looked like on disk when last read or written, so a
     /// rescan re-reads only files that changed.
-    stamps: HashMap<(Kind, Name), Stamp>,
+    /// Indexed by `Kind as usize`, so lookups by `&str` need no allocation.
+    stamps: [HashMap<Name, Stamp>; 2],
     /// Files under entry names that do not parse (also listed in `problems`).
     /// Indexed by `Kind as usize`, so lookups by `&str` need no allocation.
     unparsed: [HashMap<Name, Unparsed>; 2],
     /// How many host entries carry a `set:` tag (kept current so the
     /// dnsmasq 2.90 crash check is O(1) on the commit path).
     set_tag_hosts: usize,
+    /// Entries by tag (by the tag's hash, to keep the map small; a lookup
+    /// checks the tag itself), by `Kind as usize`.
+    tags: [HashMap<u64, Vec<Arc<Entry>>>; 2],
+}
+
+/// The distinct tags an entry carries (set, match or option tags).
+fn tags_of(spec: &Spec) -> Vec<&str> {
+    let mut tags: Vec<&str> = match spec {
+        Spec::Host(h) => h
+            .set_tags()
+            .iter()
+            .chain(h.match_tags())
+            .map(String::as_str)
+            .collect(),
+        Spec::Options(o) => o
+            .options()
+            .iter()
+            .flat_map(|opt| opt.tags.iter().map(String::as_str))
+            .collect(),
+    };
+    tags.sort_unstable();
+    tags.dedup();
+    tags
+}
+
+fn tag_hash(tag: &str) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    tag.hash(&mut h);
+    h.finish()
 }
 
 pub(crate) fn has_set_tags(spec: &Spec) -> bool {
@@ -200,6 +240,11 @@ impl Index {
         self.unparsed[kind as usize].insert(name, file);
     }
 
+    /// Records an unparsable file whose problem is already listed.
+    pub(crate) fn set_unparsed_quiet(&mut self, kind: Kind, name: Name, file: Unparsed) {
+        self.unparsed[kind as usize].insert(name, file);
+    }
+
     /// Forgets an unparsable file that was replaced or removed.
     fn forget_unparsed(&mut self, kind: Kind, name: &str) {
         if self.unparsed[kind as usize].remove(name).is_some() {
@@ -226,6 +271,12 @@ impl Index {
             }
         }
         self.set_tag_hosts += usize::from(has_set_tags(&entry.spec));
+        for tag in tags_of(&entry.spec) {
+            self.tags[kind as usize]
+                .entry(tag_hash(tag))
+                .or_default()
+                .push(entry.clone());
+        }
         self.map_mut(kind).insert(entry.name.clone(), entry);
         old
     }
@@ -234,20 +285,145 @@ impl Index {
     /// addresses.
     pub fn remove(&mut self, kind: Kind, name: &str) -> Option<Arc<Entry>> {
         self.forget_unparsed(kind, name);
-        self.duplicates.remove(&(kind, name.to_string()));
+        if !self.duplicates.is_empty() {
+            self.duplicates.remove(&(kind, name.to_string()));
+        }
         let old = self.map_mut(kind).remove(name)?;
-        self.stamps.remove(&(kind, old.name.clone()));
+        self.stamps[kind as usize].remove(name);
         self.set_tag_hosts -= usize::from(has_set_tags(&old.spec));
+        for tag in tags_of(&old.spec) {
+            let h = tag_hash(tag);
+            if let Some(list) = self.tags[kind as usize].get_mut(&h) {
+                if let Some(at) = list.iter().position(|e| Arc::ptr_eq(e, &old)) {
+                    list.swap_remove(at);
+                }
+                if list.is_empty() {
+                    self.tags[kind as usize].remove(&h);
+                }
+            }
+        }
+        let mut released = Vec::new();
         for key in keys_of(&old.spec) {
             if self.holders.get(&key).map(|n| n.as_str()) == Some(name) {
                 self.holders.remove(&key);
+                released.push(key);
             }
+        }
+        if !released.is_empty() && !self.duplicates.is_empty() {
+            self.promote_duplicates(&released);
         }
         Some(old)
     }
 
+    /// After a holder is removed, a file that clashed with it on a released
+    /// key becomes that key's holder (what a full rescan would find).
+    fn promote_duplicates(&mut self, released: &[Key]) {
+        let clashing: Vec<Arc<Entry>> = self
+            .duplicates
+            .keys()
+            .filter(|(k, _)| *k == Kind::Host)
+            .filter_map(|(_, n)| self.hosts.get(n.as_str()).cloned())
+            .filter(|e| keys_of(&e.spec).iter().any(|k| released.contains(k)))
+            .collect();
+        for entry in clashing {
+            self.duplicates
+                .remove(&(Kind::Host, entry.name.to_string()));
+            for key in keys_of(&entry.spec) {
+                match self.holders.get(&key) {
+                    Some(holder) if holder != &entry.name => {
+                        let reason = format!("{} `{key}` is also held by `{holder}`", key.field());
+                        self.duplicates
+                            .insert((Kind::Host, entry.name.to_string()), reason);
+                    }
+                    _ => {
+                        self.holders.insert(key, entry.name.clone());
+                    }
+                }
+            }
+        }
+    }
+
+    /// Forgets every problem recorded for `file` (before it is read again).
+    pub(crate) fn forget_problems(&mut self, kind: Kind, file: &str) {
+        if !self.problems.is_empty() {
+            self.problems
+                .retain(|p| !(p.kind == kind && p.file == file));
+        }
+        if let Ok(name) = Name::parse(file) {
+            self.unparsed[kind as usize].remove(name.as_str());
+        }
+    }
+
+    /// Names of every file the index knows of (entries and unparsable
+    /// files) of a kind.
+    pub(crate) fn known_names(&self, kind: Kind) -> impl Iterator<Item = &Name> {
+        self.map(kind)
+            .keys()
+            .chain(self.unparsed[kind as usize].keys())
+    }
+
     /// Entries matching `q`, sorted by name, and whether more follow.
     pub fn list(&self, kind: Kind, q: &ListQuery) -> (Vec<Arc<Entry>>, bool) {
+        // A MAC has one holder unless files written by others clash.
+        if let Some(m) = q.mac.filter(|_| self.duplicates.is_empty()) {
+            let found = match kind {
+                Kind::Host => self
+                    .holders
+                    .get(&Key::Mac(m))
+                    .and_then(|n| self.hosts.get(n.as_str())),
+                Kind::Option => None,
+            };
+            return self.finish_list(found.into_iter().cloned().collect(), q);
+        }
+        // A tag held by few entries: from the tag index. (A tag most entries
+        // carry is cheaper to find by walking in name order, which stops at
+        // `limit`.)
+        if let Some(tag) = q.tag.as_deref() {
+            let list = self.tags[kind as usize]
+                .get(&tag_hash(tag))
+                .map(Vec::as_slice)
+                .unwrap_or_default();
+            if list.len() <= 1024 || list.len() <= q.limit {
+                let mut found: Vec<Arc<Entry>> = list
+                    .iter()
+                    .filter(|e| e.spec.has_tag(tag))
+                    .cloned()
+                    .collect();
+                found.sort_unstable_by(|a, b| a.name.cmp(&b.name));
+                return self.finish_list(found, q);
+            }
+        }
+        self.scan_list(kind, q)
+    }
+
+    /// Applies the cursor, prefix, remaining filters and limit to
+    /// candidates sorted by name.
+    fn finish_list(&self, found: Vec<Arc<Entry>>, q: &ListQuery) -> (Vec<Arc<Entry>>, bool) {
+        let mut items = Vec::new();
+        let iter = found
+            .into_iter()
+            .filter(|e| q.after.as_deref().is_none_or(|a| e.name.as_str() > a))
+            .filter(|e| {
+                q.prefix
+                    .as_deref()
+                    .is_none_or(|p| e.name.as_str().starts_with(p))
+            })
+            .filter(|e| {
+                q.mac
+                    .is_none_or(|m| matches!(&e.spec, Spec::Host(h) if h.macs().contains(&m)))
+            })
+            .filter(|e| q.tag.as_deref().is_none_or(|t| e.spec.has_tag(t)));
+        for e in iter {
+            if items.len() == q.limit {
+                return (items, true);
+            }
+            items.push(e);
+        }
+        (items, false)
+    }
+
+    /// [`Index::list`] by walking the entries in name order.
+    fn scan_list(&self, kind: Kind, q: &ListQuery) -> (Vec<Arc<Entry>>, bool) {
         // Seek straight to the later of the cursor and the prefix.
         let start = match (q.after.as_deref(), q.prefix.as_deref()) {
             (Some(a), Some(p)) if p > a => Bound::Included(p),
@@ -290,18 +466,23 @@ impl Index {
 
     /// Records how `name`'s file looks on disk now.
     pub fn set_stamp(&mut self, kind: Kind, name: Name, stamp: Stamp) {
-        self.stamps.insert((kind, name), stamp);
+        self.stamps[kind as usize].insert(name, stamp);
     }
 
     /// How `name`'s file looked on disk when last read or written.
     pub fn stamp(&self, kind: Kind, name: &Name) -> Option<Stamp> {
-        self.stamps.get(&(kind, name.clone())).copied()
+        self.stamps[kind as usize].get(name.as_str()).copied()
     }
 
     /// The entry under `name` if its file still has this stamp.
     pub fn unchanged(&self, kind: Kind, name: &str, stamp: &Stamp) -> Option<&Arc<Entry>> {
         let entry = self.get(kind, name)?;
-        (self.stamps.get(&(kind, entry.name.clone())) == Some(stamp)).then_some(entry)
+        (self.stamps[kind as usize].get(name) == Some(stamp)).then_some(entry)
+    }
+
+    /// How the file `name` looked when last read or written (by `&str`).
+    pub(crate) fn stamp_of(&self, kind: Kind, name: &str) -> Option<Stamp> {
+        self.stamps[kind as usize].get(name).copied()
     }
 
     /// Address clashes among entries on disk.

@@ -19,6 +19,7 @@
 
 mod fsio;
 mod index;
+mod journal;
 mod scan;
 mod writer;
 
@@ -547,9 +548,54 @@ impl Store {
     pub async fn refresh(&self) -> Result<u64, StoreError> {
         let (reply, rx) = oneshot::channel();
         self.tx
-            .send(writer::Request::Refresh { reply })
+            .send(writer::Request::Refresh {
+                suspects: None,
+                reply,
+            })
             .map_err(|_| StoreError::ShuttingDown)?;
         rx.await.map_err(|_| StoreError::ShuttingDown)?
+    }
+
+    /// Looks for changes made by others without the directory lock and off
+    /// the writer thread (stats every file, reads none) and, when some file
+    /// may have changed, asks the writer to re-read just those. Answers with
+    /// the number of external changes found. Blocking: call it from
+    /// `spawn_blocking`.
+    pub fn refresh_changed_blocking(&self) -> Result<u64, StoreError> {
+        let before = scan::dir_mtimes(&self.shared.config);
+        let suspects = scan::suspects(&self.shared.config, &self.shared.index, false)?;
+        if suspects.is_empty() {
+            // Nothing to do; remember the directories as seen, so an mtime
+            // moved by a temp file that came and went is not re-checked.
+            *self
+                .shared
+                .seen_mtimes
+                .lock()
+                .unwrap_or_else(|p| p.into_inner()) = before;
+            return Ok(0);
+        }
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(writer::Request::Refresh {
+                suspects: Some(suspects),
+                reply,
+            })
+            .map_err(|_| StoreError::ShuttingDown)?;
+        rx.blocking_recv().map_err(|_| StoreError::ShuttingDown)?
+    }
+
+    /// Catches up with other brokers' commits through the writer: when the
+    /// generation in the lock file moved, the files the change journal
+    /// names for the missed generations are re-read (a full scan when it
+    /// cannot cover the gap). Answers whether the generation had moved —
+    /// if not, a directory change was made by someone else than a broker.
+    /// Blocking: call it from `spawn_blocking`.
+    pub fn catch_up_blocking(&self) -> Result<bool, StoreError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(writer::Request::CatchUp { reply })
+            .map_err(|_| StoreError::ShuttingDown)?;
+        rx.blocking_recv().map_err(|_| StoreError::ShuttingDown)?
     }
 
     /// Runs `f` on the index under a read lock. Never hold it across `.await`.
@@ -568,12 +614,24 @@ impl Store {
     /// True when a directory's mtime differs from what this broker last
     /// left it at: someone else added, renamed or removed a file.
     pub fn dirs_changed_elsewhere(&self) -> bool {
-        let seen = *self
-            .shared
-            .seen_mtimes
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        scan::dir_mtimes(&self.shared.config) != seen
+        let seen = || {
+            *self
+                .shared
+                .seen_mtimes
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+        };
+        if scan::dir_mtimes(&self.shared.config) == seen() {
+            return false;
+        }
+        // Perhaps our own writer is between a rename and noting the new
+        // mtimes: look again while holding the directory locks (the writer
+        // notes them before it lets go), so a busy broker does not mistake
+        // its own writes for someone else's.
+        match scan::Locks::acquire(&self.shared.config) {
+            Ok(_locks) => scan::dir_mtimes(&self.shared.config) != seen(),
+            Err(_) => true,
+        }
     }
 
     /// When a broker last changed the directories: the lock file's mtime,

@@ -5,8 +5,9 @@
 //! parse, names dnsmasq reads but the API cannot address, and address clashes
 //! are all listed as problems for status and logs.
 
+use std::collections::HashSet;
 use std::fs;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::SystemTime;
 
 use super::fsio::{self, DirLock, FsError};
@@ -64,11 +65,9 @@ pub(crate) fn scan(
         for item in rd {
             let item = item.map_err(|e| FsError::new("list", dir, e))?;
             let Ok(file_name) = item.file_name().into_string() else {
-                index.problems.push(problem(
-                    kind,
-                    &item.file_name().to_string_lossy(),
-                    "the name is not UTF-8",
-                ));
+                index
+                    .problems
+                    .push(problem(kind, &item.file_name().to_string_lossy(), NOT_UTF8));
                 continue;
             };
             if let Some(original) = fsio::parked_name(&file_name).filter(|_| clean) {
@@ -99,16 +98,23 @@ pub(crate) fn scan(
             names.push(file_name);
         }
         names.sort();
-        for file_name in names {
-            let meta = fs::metadata(dir.join(&file_name));
-            let stamp = meta.as_ref().ok().map(Stamp::of);
-            let known = previous
-                .zip(stamp.as_ref())
-                .and_then(|(p, s)| p.unchanged(kind, &file_name, s));
-            let entry = match known {
-                Some(e) => Some(e.clone()),
-                None => read_entry(config, kind, &file_name, &mut index).map(Arc::new),
+        let dir_fd = fs::File::open(dir).map_err(|e| FsError::new("open", dir, e))?;
+        // Files are opened relative to the directory and stat'ed through
+        // the open file (one path lookup, no second stat), on every core.
+        let reads = read_all(&dir_fd, kind, &names, previous);
+        for (file_name, read) in names.iter().zip(reads) {
+            let (entry, stamp) = match read {
+                Read::Known(e, stamp) => (Some(e), Some(stamp)),
+                Read::File(f) => {
+                    let f = *f;
+                    index.problems.extend(f.problems);
+                    if let Some((name, u)) = f.unparsed {
+                        index.set_unparsed_quiet(kind, name, u);
+                    }
+                    (f.entry.map(Arc::new), f.stamp)
+                }
             };
+            let _ = file_name;
             if let (Some(entry), Some(stamp)) = (entry, stamp) {
                 index.set_stamp(kind, entry.name.clone(), stamp);
                 index.insert(entry);
@@ -118,36 +124,204 @@ pub(crate) fn scan(
     Ok(index)
 }
 
-/// Reads one file as an entry, or records why it is not one. Returns `None`
-/// for files dnsmasq ignores too (dotfiles, `~`, `#…#`, subdirectories).
-pub(crate) fn read_entry(
+/// Files that may differ from what `index` holds: listed with another
+/// stamp than the index has, or new, or known to the index but gone.
+/// Stats every file but reads none, and holds the index's read lock only
+/// briefly, so it can run off the writer thread (without the directory
+/// lock, `clean == false`). With `clean`, the caller holds the locks and
+/// stale temp files are removed and parked entries restored, as at
+/// start-up.
+pub(crate) fn suspects(
     config: &StoreConfig,
-    kind: Kind,
-    file_name: &str,
-    index: &mut Index,
-) -> Option<Entry> {
-    let problems = &mut index.problems;
+    index: &RwLock<Index>,
+    clean: bool,
+) -> Result<Vec<(Kind, String)>, FsError> {
+    let mut out = Vec::new();
+    for kind in [Kind::Host, Kind::Option] {
+        let dir = config.dir(kind);
+        let mut listed: Vec<(String, Option<Stamp>)> = Vec::new();
+        let rd = fs::read_dir(dir).map_err(|e| FsError::new("list", dir, e))?;
+        for item in rd {
+            let item = item.map_err(|e| FsError::new("list", dir, e))?;
+            let Ok(file_name) = item.file_name().into_string() else {
+                continue;
+            };
+            if file_name.starts_with('.') {
+                if clean {
+                    if let Some(original) = fsio::parked_name(&file_name) {
+                        let (parked, target) = (item.path(), dir.join(original));
+                        if !target.exists() && fs::rename(&parked, &target).is_ok() {
+                            tracing::warn!(file = %target.display(), "restored an entry left parked by an interrupted replace");
+                            listed.push((original.to_string(), None));
+                            continue;
+                        }
+                    }
+                    if fsio::is_stale_temp(&file_name) {
+                        let path = item.path();
+                        if let Err(e) = fs::remove_file(&path) {
+                            tracing::warn!(path = %path.display(), "could not remove a stale temp file: {e}")
+                        }
+                    }
+                }
+                continue;
+            }
+            if file_name.ends_with('~') || (file_name.starts_with('#') && file_name.ends_with('#'))
+            {
+                continue;
+            }
+            let stamp = fs::metadata(item.path()).ok().map(|m| Stamp::of(&m));
+            listed.push((file_name, stamp));
+        }
+        let listed_names: HashSet<&str> = listed.iter().map(|(n, _)| n.as_str()).collect();
+        // Compare in chunks, so the writer never waits long for the lock.
+        for chunk in listed.chunks(4096) {
+            let index = index.read().unwrap_or_else(|p| p.into_inner());
+            for (name, stamp) in chunk {
+                if stamp.is_none() || index.stamp_of(kind, name) != *stamp {
+                    out.push((kind, name.clone()));
+                }
+            }
+        }
+        let index = index.read().unwrap_or_else(|p| p.into_inner());
+        out.extend(
+            index
+                .known_names(kind)
+                .filter(|n| !listed_names.contains(n.as_str()))
+                .map(|n| (kind, n.to_string())),
+        );
+        // Problem files (bad names, unreadable) are re-read every time.
+        out.extend(
+            index
+                .problems
+                .iter()
+                .filter(|p| p.kind == kind && p.reason != NOT_UTF8)
+                .map(|p| (kind, p.file.clone())),
+        );
+    }
+    out.sort();
+    out.dedup();
+    Ok(out)
+}
+
+const NOT_UTF8: &str = "the name is not UTF-8";
+
+enum Read {
+    /// Unchanged since `previous` read it.
+    Known(Arc<Entry>, Stamp),
+    File(Box<FileRead>),
+}
+
+/// Reads `names` of one directory, split over the available cores.
+fn read_all(dir: &fs::File, kind: Kind, names: &[String], previous: Option<&Index>) -> Vec<Read> {
+    let one = |file_name: &String| -> Read {
+        if let Some(prev) = previous {
+            if let Ok(meta) =
+                nix::sys::stat::fstatat(dir, file_name.as_str(), nix::fcntl::AtFlags::empty())
+            {
+                let stamp = Stamp::from_stat(&meta);
+                if let Some(e) = prev.unchanged(kind, file_name, &stamp) {
+                    return Read::Known(e.clone(), stamp);
+                }
+            }
+        }
+        Read::File(Box::new(read_file(dir, kind, file_name)))
+    };
+    let threads = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+        .min(8);
+    if threads < 2 || names.len() < 1024 {
+        return names.iter().map(one).collect();
+    }
+    let chunk = names.len().div_ceil(threads);
+    std::thread::scope(|s| {
+        let handles: Vec<_> = names
+            .chunks(chunk)
+            .map(|part| s.spawn(move || part.iter().map(one).collect::<Vec<_>>()))
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap_or_default())
+            .collect()
+    })
+}
+
+/// What one file turned out to be.
+#[derive(Default)]
+pub(crate) struct FileRead {
+    /// A usable entry.
+    pub(crate) entry: Option<Entry>,
+    /// A file under an entry name that does not parse.
+    pub(crate) unparsed: Option<(Name, super::Unparsed)>,
+    /// Why the file is a problem (several reasons possible).
+    pub(crate) problems: Vec<Problem>,
+    /// The file's stamp, when it could be opened.
+    pub(crate) stamp: Option<Stamp>,
+    /// The file does not exist.
+    pub(crate) missing: bool,
+}
+
+/// Reads one file of the directory `dir` as an entry, or says why it is not
+/// one. No entry for files dnsmasq ignores too (dotfiles, `~`, `#…#`,
+/// subdirectories).
+pub(crate) fn read_file(dir: &fs::File, kind: Kind, file_name: &str) -> FileRead {
+    use nix::fcntl::OFlag;
+    use std::io::Read as _;
+    use std::os::unix::fs::PermissionsExt;
+    let mut out = FileRead::default();
     if file_name.starts_with('.')
         || file_name.ends_with('~')
         || (file_name.starts_with('#') && file_name.ends_with('#'))
     {
-        return None;
+        return out;
     }
-    let path = config.dir(kind).join(file_name);
-    let meta = match fs::metadata(&path) {
+    // Non-blocking, so a FIFO planted in the directory cannot hang the scan.
+    let opened = nix::fcntl::openat(
+        dir,
+        file_name,
+        OFlag::O_RDONLY | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC | OFlag::O_NOCTTY,
+        nix::sys::stat::Mode::empty(),
+    );
+    let mut file = match opened {
+        Ok(fd) => fs::File::from(fd),
+        Err(nix::errno::Errno::ENOENT) => {
+            out.missing = true;
+            return out;
+        }
+        Err(nix::errno::Errno::EACCES) => {
+            // Unreadable by the broker; say so as the old scan did.
+            out.problems.push(problem(
+                kind,
+                file_name,
+                &format!(
+                    "cannot read: {}",
+                    std::io::Error::from(nix::errno::Errno::EACCES)
+                ),
+            ));
+            return out;
+        }
+        Err(e) => {
+            out.problems
+                .push(problem(kind, file_name, &format!("cannot open: {e}")));
+            return out;
+        }
+    };
+    let meta = match file.metadata() {
         Ok(m) => m,
         Err(e) => {
-            problems.push(problem(kind, file_name, &format!("cannot stat: {e}")));
-            return None;
+            out.problems
+                .push(problem(kind, file_name, &format!("cannot stat: {e}")));
+            return out;
         }
     };
     if !meta.is_file() {
-        return None;
+        return out;
     }
+    out.stamp = Some(Stamp::of(&meta));
     let name = match Name::parse(file_name) {
         Ok(n) => n,
         Err(e) => {
-            problems.push(problem(
+            out.problems.push(problem(
                 kind,
                 file_name,
                 &format!(
@@ -155,19 +329,34 @@ pub(crate) fn read_entry(
                     e.message
                 ),
             ));
-            return None;
+            return out;
         }
     };
-    let bytes = match fsio::read(&path) {
-        Ok(b) => b,
+    // One read for a file that is as long as its stat said (the common
+    // case: no std::fs read_to_end, which stats and seeks again).
+    let len = meta.len() as usize;
+    let mut bytes = vec![0u8; len + 1];
+    let first = match file.read(&mut bytes) {
+        Ok(n) => n,
         Err(e) => {
-            problems.push(problem(kind, file_name, &e.to_string()));
-            return None;
+            out.problems
+                .push(problem(kind, file_name, &format!("cannot read: {e}")));
+            return out;
         }
     };
-    use std::os::unix::fs::PermissionsExt;
+    bytes.truncate(first);
+    let rest = if first > len {
+        file.read_to_end(&mut bytes).map(|_| ())
+    } else {
+        Ok(())
+    };
+    if let Err(e) = rest {
+        out.problems
+            .push(problem(kind, file_name, &format!("cannot read: {e}")));
+        return out;
+    }
     if meta.permissions().mode() & 0o004 == 0 {
-        problems.push(problem(
+        out.problems.push(problem(
             kind,
             file_name,
             "not world-readable: dnsmasq running as `nobody` cannot read it",
@@ -176,25 +365,30 @@ pub(crate) fn read_entry(
     match Spec::parse_file(kind, &bytes) {
         Ok(spec) => {
             // parse_file succeeded, so the bytes are UTF-8.
-            let text = String::from_utf8_lossy(&bytes).into_owned();
             let etag = Etag::of(&bytes);
-            Some(Entry {
+            let text = String::from_utf8(bytes)
+                .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
+            out.entry = Some(Entry {
                 name,
                 spec,
                 text,
                 etag,
-            })
+            });
         }
         Err(e) => {
-            let file = super::Unparsed {
-                text: String::from_utf8_lossy(&bytes).into_owned(),
-                etag: Etag::of(&bytes),
-                reason: e.message,
-            };
-            index.set_unparsed(kind, name, file);
-            None
+            let reason = e.message;
+            out.problems.push(problem(kind, file_name, &reason));
+            out.unparsed = Some((
+                name,
+                super::Unparsed {
+                    text: String::from_utf8_lossy(&bytes).into_owned(),
+                    etag: Etag::of(&bytes),
+                    reason,
+                },
+            ));
         }
     }
+    out
 }
 
 fn problem(kind: Kind, file: &str, reason: &str) -> Problem {

@@ -20,6 +20,7 @@ use tokio::sync::oneshot;
 
 use super::fsio::{self, FsError};
 use super::index::{has_set_tags, keys_of, Key};
+use super::journal;
 use super::scan::{self, Locks};
 use super::{
     Applied, Entry, Etag, Index, Kind, Op, OpError, Outcome, PendingChange, Placement,
@@ -37,7 +38,15 @@ pub(crate) enum Request {
     },
     /// Compare the index with the directories (external changes).
     Refresh {
+        /// Only these files (found off the writer thread); `None`: all.
+        suspects: Option<Vec<(Kind, String)>>,
         reply: oneshot::Sender<Result<u64, StoreError>>,
+    },
+    /// Catch up with other brokers' commits (from the change journal, or a
+    /// full scan if it cannot cover the gap); answers whether the
+    /// generation had moved.
+    CatchUp {
+        reply: oneshot::Sender<Result<bool, StoreError>>,
     },
 }
 
@@ -113,17 +122,35 @@ impl Writer {
             .lock_wait_seconds
             .observe(waited.elapsed().as_secs_f64());
         let mut reload = GroupReload::default();
+        let mut moved = false;
         match locks.hosts.generation() {
             Ok(g) if g != self.generation => {
-                tracing::info!(
-                    seen = g,
-                    known = self.generation,
-                    "another process changed the directories; rescanning"
-                );
-                if let Err(e) = self.rescan(&mut reload) {
+                // The journal names what the missed generations changed;
+                // without it (or when it cannot cover the gap), scan all.
+                let names =
+                    journal::since(&config.hosts_dir.join(fsio::LOCK_FILE), self.generation, g);
+                match &names {
+                    Some(n) => tracing::info!(
+                        seen = g,
+                        known = self.generation,
+                        files = n.len(),
+                        "another process changed the directories; catching up from the change journal"
+                    ),
+                    None => tracing::info!(
+                        seen = g,
+                        known = self.generation,
+                        "another process changed the directories; no journal covers the gap, rescanning"
+                    ),
+                }
+                let caught_up = match names {
+                    Some(names) => self.reconcile(names, &mut reload),
+                    None => self.rescan(&mut reload, true),
+                };
+                if let Err(e) = caught_up {
                     return self.fail_group(group, e);
                 }
                 self.generation = g;
+                moved = true;
             }
             Ok(_) => {}
             Err(e) => return self.fail_group(group, e),
@@ -131,19 +158,29 @@ impl Writer {
 
         let mut touched = [false; 2];
         let mut answers = Vec::with_capacity(group.len());
+        let mut early = prepare_group(config, &group);
+        let mut changed: Vec<(Kind, String)> = Vec::new();
         for request in group {
             match request {
                 Request::Apply { ops, actor, reply } => {
-                    let result = self.apply(&ops, &actor, &mut touched);
+                    let result = self.apply(&ops, &actor, &mut touched, &mut early, &mut changed);
                     answers.push(Answer::Apply(reply, result));
                 }
-                Request::Refresh { reply } => {
-                    let result = self.rescan(&mut reload).map_err(StoreError::from);
+                Request::Refresh { reply, suspects } => {
+                    let result = match suspects {
+                        Some(s) => self.reconcile(s, &mut reload),
+                        None => self.rescan(&mut reload, false),
+                    }
+                    .map_err(StoreError::from);
                     answers.push(Answer::Refresh(reply, result));
+                }
+                Request::CatchUp { reply } => {
+                    let _ = reply.send(Ok(moved));
                 }
             }
         }
 
+        drop(early); // unused temp files, removed while the locks are held
         let mut fsync_error = None;
         for (i, kind) in [Kind::Host, Kind::Option].into_iter().enumerate() {
             if touched[i] {
@@ -159,6 +196,14 @@ impl Writer {
             }
         }
         if touched.iter().any(|t| *t) {
+            if let Err(e) = journal::append(
+                &config.hosts_dir.join(fsio::LOCK_FILE),
+                self.generation + 1,
+                &changed,
+            ) {
+                // Other brokers then find a gap and scan everything.
+                tracing::warn!("could not append to the change journal: {e}");
+            }
             self.generation += 1;
             if let Err(e) = locks.hosts.set_generation(self.generation) {
                 tracing::error!("{e}");
@@ -233,64 +278,95 @@ impl Writer {
                         error: err(),
                     }));
                 }
-                Request::Refresh { reply } => {
+                Request::CatchUp { reply } => {
+                    let _ = reply.send(Err(err()));
+                }
+                Request::Refresh { reply, .. } => {
                     let _ = reply.send(Err(err()));
                 }
             }
         }
     }
 
-    /// Rebuilds the index from disk and handles what others changed. Each
-    /// change goes through the reload policy like a change of our own: a
-    /// file dnsmasq may read without a reload is rewritten with the same
-    /// bytes (renamed over itself) so this node's inotify reads it — another
-    /// node's write raises no event here; anything else schedules a reload.
-    fn rescan(&mut self, reload: &mut GroupReload) -> Result<u64, FsError> {
-        let config = &self.shared.config;
-        let mut fresh = {
-            let index = self.shared.index.read().unwrap_or_else(|p| p.into_inner());
-            scan::scan(config, true, Some(&index))?
-        };
+    /// Brings the index in line with the directories and handles what
+    /// others changed. Each change goes through the reload policy like a
+    /// change of our own: a file dnsmasq may read without a reload is
+    /// rewritten with the same bytes (renamed over itself) so this node's
+    /// inotify reads it — another node's write raises no event here;
+    /// anything else schedules a reload.
+    /// With `clean`, stale temp files are removed — only before the group's
+    /// own temp files exist (see [`prepare_group`]).
+    fn rescan(&mut self, reload: &mut GroupReload, clean: bool) -> Result<u64, FsError> {
+        let suspects = scan::suspects(&self.shared.config, &self.shared.index, clean)?;
+        self.reconcile(suspects, reload)
+    }
+
+    /// [`Writer::rescan`] for the files in `suspects` only (stat'ed and read
+    /// again here, under the lock); the index is updated in place, so no
+    /// second index is ever built.
+    fn reconcile(
+        &mut self,
+        suspects: Vec<(Kind, String)>,
+        reload: &mut GroupReload,
+    ) -> Result<u64, FsError> {
+        let shared = self.shared.clone();
+        let config = &shared.config;
+        let mut dirs = Vec::new();
+        for kind in [Kind::Host, Kind::Option] {
+            let dir = config.dir(kind);
+            dirs.push(std::fs::File::open(dir).map_err(|e| FsError::new("open", dir, e))?);
+        }
+        let mut extra = Vec::new();
+        let mut found: Vec<Found> = suspects
+            .into_iter()
+            .map(|(kind, file)| {
+                let read = scan::read_file(&dirs[kind as usize], kind, &file);
+                let new = read.entry.map(Arc::new);
+                extra.push((kind, read.problems, read.unparsed));
+                (kind, file, new, read.stamp)
+            })
+            .collect();
         let reloads = self.reloads.clone();
         let _quiet = reloads.hold_reloads();
         let mut changes = 0u64;
-        let mut risky = fresh.any_set_tags();
+        let mut risky = false;
         let mut reread = 0u64;
         {
             let index = self.shared.index.read().unwrap_or_else(|p| p.into_inner());
-            let mut diffs: Vec<(Kind, Name, Option<Arc<Entry>>)> = Vec::new();
-            for kind in [Kind::Host, Kind::Option] {
-                for old in index.iter(kind) {
-                    match fresh.get(kind, old.name.as_str()) {
-                        Some(new) if new.etag == old.etag => {}
-                        new => {
-                            risky |= has_set_tags(&old.spec);
-                            diffs.push((kind, old.name.clone(), new.cloned()));
-                        }
-                    }
+            for (kind, file, new, stamp) in &mut found {
+                let kind = *kind;
+                let old = index.get(kind, file);
+                let changed = match (old, &*new) {
+                    (Some(o), Some(n)) => o.etag != n.etag,
+                    (None, None) => false,
+                    _ => true,
+                };
+                if !changed {
+                    continue;
                 }
-                diffs.extend(
-                    fresh
-                        .iter(kind)
-                        .filter(|e| index.get(kind, e.name.as_str()).is_none())
-                        .map(|e| (kind, e.name.clone(), Some(e.clone()))),
-                );
-            }
-            for (kind, name, new) in &diffs {
+                let Some(name) = new
+                    .as_ref()
+                    .map(|n| n.name.clone())
+                    .or_else(|| old.map(|o| o.name.clone()))
+                else {
+                    continue;
+                };
+                if let Some(o) = old {
+                    risky |= has_set_tags(&o.spec);
+                }
                 let pending = PendingChange {
-                    kind: *kind,
-                    name,
-                    replaces: index.get(*kind, name.as_str()).is_some()
-                        || index.unparsed(*kind, name).is_some(),
+                    kind,
+                    name: &name,
+                    replaces: old.is_some() || index.unparsed(kind, &name).is_some(),
                     new: new.as_ref(),
                     external: true,
                 };
                 let mut how = reloads.plan(&index, &pending);
-                if let Some(new) = new {
-                    let dir = config.dir(*kind);
+                if let Some(new) = new.as_ref() {
+                    let dir = config.dir(kind);
                     let done = !how.needs_reload
                         && how.placement == Placement::Now
-                        && fresh.stamp(*kind, name).is_some_and(|stamp| {
+                        && stamp.is_some_and(|stamp| {
                             fsio::reread(
                                 dir,
                                 name.as_str(),
@@ -306,7 +382,7 @@ impl Writer {
                     if done {
                         reread += 1;
                         if let Ok(meta) = std::fs::metadata(dir.join(name.as_str())) {
-                            fresh.set_stamp(*kind, name.clone(), super::Stamp::of(&meta));
+                            *stamp = Some(super::Stamp::of(&meta));
                         }
                     } else {
                         // Perhaps read by dnsmasq, perhaps not: the reload tells.
@@ -319,7 +395,31 @@ impl Writer {
                 changes += 1;
             }
         }
-        *self.shared.index.write().unwrap_or_else(|p| p.into_inner()) = fresh;
+        {
+            let mut index = self.shared.index.write().unwrap_or_else(|p| p.into_inner());
+            for (kind, file, new, stamp) in found {
+                index.forget_problems(kind, &file);
+                match new {
+                    Some(entry) => {
+                        let name = entry.name.clone();
+                        index.insert(entry);
+                        if let Some(stamp) = stamp {
+                            index.set_stamp(kind, name, stamp);
+                        }
+                    }
+                    None => {
+                        index.remove(kind, &file);
+                    }
+                }
+            }
+            for (kind, problems, unparsed) in extra {
+                index.problems.extend(problems);
+                if let Some((name, u)) = unparsed {
+                    index.set_unparsed_quiet(kind, name, u);
+                }
+            }
+            risky |= index.any_set_tags();
+        }
         if changes > 0 {
             tracing::info!(
                 changes,
@@ -338,7 +438,14 @@ impl Writer {
         Ok(changes)
     }
 
-    fn apply(&mut self, ops: &[Op], actor: &str, touched: &mut [bool; 2]) -> Result<Done, OpError> {
+    fn apply(
+        &mut self,
+        ops: &[Op],
+        actor: &str,
+        touched: &mut [bool; 2],
+        early: &mut Early,
+        changed: &mut Vec<(Kind, String)>,
+    ) -> Result<Done, OpError> {
         let plan = {
             let index = self.shared.index.read().unwrap_or_else(|p| p.into_inner());
             plan(&index, ops)?
@@ -350,6 +457,13 @@ impl Writer {
         let mut prepared = Vec::new();
         for change in &plan.changes {
             if let Some(new) = &change.new {
+                let ready = early
+                    .remove(&(change.kind, change.name.clone()))
+                    .filter(|(text, _)| *text == new.text);
+                if let Some((_, p)) = ready {
+                    prepared.push(Some(p));
+                    continue;
+                }
                 let dir = config.dir(change.kind);
                 let started = std::time::Instant::now();
                 let p = fsio::prepare(
@@ -407,6 +521,9 @@ impl Writer {
                     external: false,
                 };
                 let how = reloads.plan(&index, &pending);
+                // Named before it is tried: a part-way failure still tells
+                // other brokers to look at it.
+                changed.push((change.kind, change.name.to_string()));
                 let result = match (p, how.placement, change.replaces) {
                     (Some(p), Placement::Now, _) => p.create(),
                     (Some(p), Placement::AtReload, true) => p.replace(),
@@ -429,7 +546,7 @@ impl Writer {
             tracing::error!(
                 "a commit failed part-way: {e}; rescanning so the index matches the directories"
             );
-            let _ = self.rescan(&mut GroupReload::default());
+            let _ = self.rescan(&mut GroupReload::default(), false);
             return Err(OpError {
                 index: op,
                 error: e.into(),
@@ -493,6 +610,90 @@ impl Writer {
             risky,
         })
     }
+}
+
+/// A file looked at again: its kind and name, the entry it holds now (if
+/// any) and its stamp.
+type Found = (Kind, String, Option<Arc<Entry>>, Option<super::Stamp>);
+
+/// Temp files written and fsynced for a group before its requests are
+/// applied, by kind and name, with their contents.
+type Early = HashMap<(Kind, Name), (String, fsio::Prepared)>;
+
+/// Writes and fsyncs the temp file of every entry the group's requests put,
+/// concurrently (the filesystem commits concurrent fsyncs together), so the
+/// requests applied one by one afterwards only rename. Called under the
+/// directory locks, so no other broker's start-up or rescan removes the temp
+/// files as stale. A file that cannot be prepared here, or whose contents are
+/// not what its request finally writes (a name put twice in one group), is
+/// prepared again by the request, which then reports any error.
+fn prepare_group(config: &super::StoreConfig, group: &[Request]) -> Early {
+    let mut items: Vec<(Kind, Name, String)> = Vec::new();
+    for request in group {
+        let Request::Apply { ops, .. } = request else {
+            continue;
+        };
+        for op in ops {
+            match op {
+                Op::Put { name, spec, .. } => {
+                    items.push((spec.kind(), name.clone(), spec.render()))
+                }
+                Op::Sync {
+                    kind, items: all, ..
+                } => items.extend(
+                    all.iter()
+                        .map(|(name, spec)| (*kind, name.clone(), spec.render())),
+                ),
+                Op::Delete { .. } => {}
+            }
+        }
+    }
+    if items.len() < 2 {
+        return Early::new();
+    }
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let workers = items.len().min(16);
+    let done: Vec<Vec<(usize, fsio::Prepared)>> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..workers)
+            .map(|_| {
+                s.spawn(|| {
+                    let mut out = Vec::new();
+                    loop {
+                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let Some((kind, name, text)) = items.get(i) else {
+                            break;
+                        };
+                        let started = std::time::Instant::now();
+                        if let Ok(p) = fsio::prepare(
+                            config.dir(*kind),
+                            name.as_str(),
+                            text.as_bytes(),
+                            config.file_mode,
+                        ) {
+                            crate::metrics::get()
+                                .write_seconds
+                                .observe(started.elapsed().as_secs_f64());
+                            out.push((i, p));
+                        }
+                    }
+                    out
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or_default())
+            .collect()
+    });
+    let mut items: Vec<Option<(Kind, Name, String)>> = items.into_iter().map(Some).collect();
+    let mut early = Early::new();
+    for (i, p) in done.into_iter().flatten() {
+        if let Some((kind, name, text)) = items[i].take() {
+            // The first request putting a name gets the file.
+            early.entry((kind, name)).or_insert((text, p));
+        }
+    }
+    early
 }
 
 enum Answer {
