@@ -205,6 +205,35 @@ pub struct ServeArgs {
         default_value_t = 10_000
     )]
     pub lock_timeout_ms: u64,
+    /// A request's head (request line and headers) must arrive within this
+    /// many milliseconds of the connection opening or going idle after a
+    /// response; otherwise the connection is closed. This is also the
+    /// keep-alive idle timeout.
+    #[arg(
+        long,
+        env = "HOSTSDIR_BROKER_HEADER_READ_TIMEOUT_MS",
+        default_value_t = 10_000,
+        value_parser = clap::value_parser!(u64).range(1..)
+    )]
+    pub header_read_timeout_ms: u64,
+    /// Most client connections open at once; further ones wait in the
+    /// listen backlog until one closes (open ones keep being served).
+    #[arg(
+        long,
+        env = "HOSTSDIR_BROKER_MAX_CONNECTIONS",
+        default_value_t = 512,
+        value_parser = clap::value_parser!(u64).range(1..)
+    )]
+    pub max_connections: u64,
+    /// On SIGTERM, how long in-flight requests may take to finish (in
+    /// milliseconds) before every remaining connection is dropped; the
+    /// pending reload is sent after that.
+    #[arg(
+        long,
+        env = "HOSTSDIR_BROKER_SHUTDOWN_TIMEOUT_MS",
+        default_value_t = 10_000
+    )]
+    pub shutdown_timeout_ms: u64,
     /// The dnsmasq command line to supervise (after `--`).
     #[arg(last = true)]
     pub dnsmasq: Vec<String>,

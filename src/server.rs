@@ -21,20 +21,113 @@ use crate::reload::{
 };
 use crate::store::{Kind, Store, StoreConfig};
 
+/// Connection limits of [`serve`].
+#[derive(Debug, Clone, Copy)]
+pub struct ConnLimits {
+    /// A request head must be complete this long after the connection
+    /// opened or went idle (hyper starts its timer at both), so this is
+    /// also the keep-alive idle timeout.
+    pub header_read_timeout: Duration,
+    /// Most connections open at once; more wait in the listen backlog.
+    pub max_connections: usize,
+    /// After `shutdown` resolves, how long in-flight requests may take
+    /// before every connection left is dropped.
+    pub shutdown_timeout: Duration,
+}
+
+impl Default for ConnLimits {
+    fn default() -> Self {
+        ConnLimits {
+            header_read_timeout: Duration::from_secs(10),
+            max_connections: 512,
+            shutdown_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
 /// Serves `app` on an already-bound listener (plain TCP or
-/// [`crate::tls::TlsListener`]) until `shutdown` resolves.
+/// [`crate::tls::TlsListener`]) until `shutdown` resolves, then lets
+/// in-flight requests finish for at most `limits.shutdown_timeout` and
+/// drops every connection left (stalled or slow clients cannot hold the
+/// process).
+///
+/// Each connection is HTTP/1.1 with hyper's header read timeout; at most
+/// `limits.max_connections` are open at once: at the cap the broker stops
+/// accepting (new clients wait in the backlog) but keeps serving the open
+/// ones.
 pub async fn serve<L>(
-    listener: L,
+    mut listener: L,
     app: axum::Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
+    limits: ConnLimits,
 ) -> std::io::Result<()>
 where
     L: axum::serve::Listener,
     L::Addr: std::fmt::Debug,
 {
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    use hyper_util::service::TowerToHyperService;
+
+    let slots = Arc::new(tokio::sync::Semaphore::new(limits.max_connections.max(1)));
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut connections = tokio::task::JoinSet::new();
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout)
+        .keep_alive(true);
+    tokio::pin!(shutdown);
+    loop {
+        let permit = tokio::select! {
+            biased;
+            _ = &mut shutdown => break,
+            p = slots.clone().acquire_owned() => match p {
+                Ok(p) => p,
+                Err(_) => break,
+            },
+        };
+        if slots.available_permits() == 0 {
+            tracing::warn!(
+                max = limits.max_connections,
+                "connection cap reached; new connections wait until one closes"
+            );
+        }
+        let (io, peer) = tokio::select! {
+            biased;
+            _ = &mut shutdown => break,
+            c = listener.accept() => c,
+        };
+        while connections.try_join_next().is_some() {}
+        let service = TowerToHyperService::new(app.clone());
+        let conn = graceful.watch(builder.serve_connection(TokioIo::new(io), service));
+        connections.spawn(async move {
+            let _permit = permit;
+            if let Err(e) = conn.await {
+                tracing::debug!(?peer, "connection ended: {e}");
+            }
+        });
+    }
+    drop(listener);
+    let open = connections.len();
+    if open > 0 {
+        tracing::info!(
+            open,
+            timeout_ms = limits.shutdown_timeout.as_millis() as u64,
+            "waiting for in-flight requests"
+        );
+    }
+    if tokio::time::timeout(limits.shutdown_timeout, graceful.shutdown())
         .await
+        .is_err()
+    {
+        tracing::warn!(
+            left = connections.len(),
+            "shutdown timeout: dropping the connections still open"
+        );
+    }
+    connections.abort_all();
+    while connections.join_next().await.is_some() {}
+    Ok(())
 }
 
 /// A start-up failure: a one-line reason, exit status 2.
@@ -265,13 +358,18 @@ pub async fn run(args: ServeArgs) -> Result<(), StartError> {
     let _ = std::io::stdout().flush();
 
     let app = http::app(state, limits);
+    let conn_limits = ConnLimits {
+        header_read_timeout: Duration::from_millis(args.header_read_timeout_ms),
+        max_connections: usize::try_from(args.max_connections).unwrap_or(usize::MAX),
+        shutdown_timeout: Duration::from_millis(args.shutdown_timeout_ms),
+    };
     let result = match tls {
         Some(config) => {
             let listener = crate::tls::TlsListener::new(listener, config)
                 .map_err(|e| StartError(e.to_string()))?;
-            serve(listener, app, shutdown_signal()).await
+            serve(listener, app, shutdown_signal(), conn_limits).await
         }
-        None => serve(listener, app, shutdown_signal()).await,
+        None => serve(listener, app, shutdown_signal(), conn_limits).await,
     };
     tracing::info!("HTTP server stopped; flushing the pending reload");
     let _ = stop_tx.send(true);

@@ -867,7 +867,7 @@ async fn openapi_document_matches_the_router() {
     let b = start();
     let (status, doc, _) = b.call("GET", "/openapi.json", None, &[]).await;
     assert_eq!(status, StatusCode::OK);
-    assert_eq!(doc["openapi"], "3.0.3");
+    assert_eq!(doc["openapi"], "3.1.0");
     let paths = doc["paths"].as_object().unwrap();
     assert_eq!(
         paths
@@ -964,4 +964,54 @@ async fn a_file_the_broker_cannot_parse_can_be_read_replaced_and_deleted() {
         status["problems"].as_array().unwrap().is_empty(),
         "{status}"
     );
+}
+
+#[tokio::test]
+async fn preconditions_and_queries_are_refused_with_the_error_shape() {
+    let b = start();
+    let spec = json!({"macs": ["52:54:00:aa:bb:71"]});
+    let (s, _, etag) = b.put("/v1/hosts/p1", spec.clone()).await;
+    assert_eq!(s, StatusCode::CREATED);
+    let etag = etag.unwrap();
+    // A weak or bare ETag in If-Match is malformed: 400 naming the header.
+    let weak = format!("W/{etag}");
+    let bare = etag.trim_matches('"').to_string();
+    for bad in [weak.as_str(), bare.as_str(), "{}"] {
+        let (s, body, _) = b
+            .call("DELETE", "/v1/hosts/p1", None, &[("if-match", bad)])
+            .await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{bad}: {body}");
+        assert_eq!(body["error"]["field"], "If-Match");
+    }
+    // An empty one lists no ETag: it matches nothing.
+    let (s, body, _) = b
+        .call("DELETE", "/v1/hosts/p1", None, &[("if-match", "")])
+        .await;
+    assert_eq!(s, StatusCode::PRECONDITION_FAILED, "{body}");
+    // A repeated query parameter: 400 invalid_query naming it.
+    let (s, body, _) = b
+        .call("DELETE", "/v1/hosts/p1?wait=reload&wait=reload", None, &[])
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert_eq!(body["error"]["code"], "invalid_query");
+    assert_eq!(body["error"]["field"], "wait");
+    assert!(
+        b.hosts().join("p1").exists(),
+        "a refused delete removed the file"
+    );
+    // In a batch, a null precondition is an absent one.
+    let (s, body, _) = b
+        .batch(json!({"ops": [{"op": "put", "kind": "host", "name": "p2",
+            "spec": {"macs": ["52:54:00:aa:bb:72"]}, "if_match": null, "if_none_match": "*"}]}))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+    // A whole number written as a float is that number.
+    let (s, body, _) = b
+        .put(
+            "/v1/hosts/p3",
+            json!({"macs": ["52:54:00:aa:bb:73"], "lease_time": 3600.0}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{body}");
+    assert_eq!(body["line"], "52:54:00:aa:bb:73,3600");
 }

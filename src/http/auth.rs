@@ -97,6 +97,13 @@ fn parse(text: &str, path: &Path) -> Result<Vec<Token>, String> {
     Ok(out)
 }
 
+/// Parses token-file text as [`Tokens::load`] would and counts the tokens
+/// (for the fuzzer and the `check`-style tools; nothing is kept).
+#[doc(hidden)]
+pub fn parse_token_text(text: &str) -> Result<usize, String> {
+    parse(text, Path::new("<text>")).map(|t| t.len())
+}
+
 fn digest_eq(a: &[u8; 32], b: &[u8; 32]) -> bool {
     a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }

@@ -1,7 +1,7 @@
 //! `POST /v1/batch`: many ops, validated first, applied all-or-nothing under
 //! one lock, with at most one reload.
 
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::routing::post;
 use axum::{Json, Router};
 use serde_json::{json, Value};
@@ -9,6 +9,7 @@ use serde_json::{json, Value};
 use super::body::JsonBody;
 use super::entries::{parse_etag, parse_spec, WaitQuery};
 use super::error::{ApiError, ApiResult};
+use super::extract::Query;
 use super::{reload_answer, Actor, AppState};
 use crate::entry::Name;
 use crate::store::{Kind, Op, Outcome, Precondition, Status};
@@ -115,7 +116,8 @@ fn parse_op(v: &Value) -> ApiResult<Op> {
     let raw =
         text("name").ok_or_else(|| ApiError::invalid("name", "every op needs a string `name`"))?;
     let name = Name::parse(raw)?;
-    let precondition = match (obj.get("if_match"), obj.get("if_none_match")) {
+    let given = |k: &str| obj.get(k).filter(|v| !v.is_null());
+    let precondition = match (given("if_match"), given("if_none_match")) {
         (Some(_), Some(_)) => {
             return Err(ApiError::invalid(
                 "if_none_match",
@@ -131,7 +133,7 @@ fn parse_op(v: &Value) -> ApiResult<Op> {
                 )
             })?)
         }
-        (Some(Value::Null), None) | (None, None) | (None, Some(Value::Null)) => Precondition::None,
+        (None, None) => Precondition::None,
         (None, Some(Value::String(s))) if s == "*" => Precondition::IfAbsent,
         (Some(_), None) => {
             return Err(ApiError::invalid(

@@ -61,6 +61,37 @@ impl<S: Send + Sync> FromRequest<S> for JsonBody {
                 format!("the body is not valid JSON: {e}"),
             )
         })?;
+        let mut value = value;
+        integral_floats_to_integers(&mut value);
         Ok(JsonBody(value))
+    }
+}
+
+/// JSON has one number type: `120.0` is the integer 120 (as JSON Schema
+/// says), so whole floats become integers before validation.
+fn integral_floats_to_integers(v: &mut Value) {
+    match v {
+        Value::Number(n) if !n.is_i64() && !n.is_u64() => {
+            if let Some(f) = n.as_f64() {
+                if f.fract() == 0.0 && f >= 0.0 && f < u64::MAX as f64 {
+                    *v = Value::from(f as u64);
+                } else if f.fract() == 0.0 && f < 0.0 && f >= i64::MIN as f64 {
+                    *v = Value::from(f as i64);
+                }
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(integral_floats_to_integers),
+        Value::Object(map) => map.values_mut().for_each(integral_floats_to_integers),
+        _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn whole_floats_become_integers() {
+        let mut v = serde_json::json!({"a": [120.0, 1.5, -3.0], "b": 7});
+        super::integral_floats_to_integers(&mut v);
+        assert_eq!(v, serde_json::json!({"a": [120, 1.5, -3], "b": 7}));
     }
 }

@@ -1,7 +1,7 @@
 //! `/v1/hosts` and `/v1/options`: one file per entry. The two kinds share
 //! every handler; only the spec parser and the JSON view differ.
 
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -11,6 +11,7 @@ use serde_json::{json, Map, Value};
 
 use super::body::JsonBody;
 use super::error::{ApiError, ApiResult};
+use super::extract::{NamePath, Query};
 use super::{reload_answer, Actor, AppState};
 use crate::entry::{HostSpec, Mac, Name, OptionsSpec};
 use crate::store::{Entry, Etag, Kind, ListQuery, Op, Outcome, Precondition, Spec, Status};
@@ -80,11 +81,20 @@ pub(super) fn precondition(headers: &HeaderMap, allow_absent: bool) -> ApiResult
         if v == "*" {
             return Ok(Precondition::IfExists);
         }
-        return parse_etag(&v).map(Precondition::IfMatch).ok_or_else(|| {
-            ApiError::new(
+        if v.is_empty() {
+            // An empty list of entity tags (RFC 9110 `#entity-tag`) matches nothing.
+            return Err(ApiError::new(
                 StatusCode::PRECONDITION_FAILED,
                 "precondition_failed",
-                format!("If-Match `{v}` is not a strong ETag of this API (`\"<64 hex digits>\"`), so it matches nothing"),
+                "an empty If-Match lists no ETag, so it matches nothing",
+            ));
+        }
+        // Only the quoted form: a weak (`W/"…"`) or bare tag is malformed.
+        let strong = v.starts_with('"').then(|| parse_etag(&v)).flatten();
+        return strong.map(Precondition::IfMatch).ok_or_else(|| {
+            ApiError::invalid(
+                "If-Match",
+                format!("If-Match `{v}` is not `*` or a strong ETag of this API (`\"<64 hex digits>\"`)"),
             )
         });
     }
@@ -357,13 +367,13 @@ fn parse_items(
 
 macro_rules! kind_handlers {
     ($kind:expr, $get:ident, $put:ident, $delete:ident, $list:ident, $sync:ident) => {
-        async fn $get(State(s): State<AppState>, Path(name): Path<String>) -> ApiResult<Response> {
+        async fn $get(State(s): State<AppState>, NamePath(name): NamePath) -> ApiResult<Response> {
             get_entry($kind, s, name).await
         }
         async fn $put(
             State(s): State<AppState>,
             actor: Actor,
-            Path(name): Path<String>,
+            NamePath(name): NamePath,
             Query(q): Query<WaitQuery>,
             headers: HeaderMap,
             JsonBody(body): JsonBody,
@@ -373,7 +383,7 @@ macro_rules! kind_handlers {
         async fn $delete(
             State(s): State<AppState>,
             actor: Actor,
-            Path(name): Path<String>,
+            NamePath(name): NamePath,
             Query(q): Query<WaitQuery>,
             headers: HeaderMap,
         ) -> ApiResult<Response> {

@@ -10,6 +10,7 @@ mod batch;
 mod body;
 mod entries;
 pub mod error;
+mod extract;
 pub mod openapi;
 mod ops;
 
@@ -93,9 +94,9 @@ pub fn app(state: AppState, limits: Limits) -> Router {
     }
     router
         .layer(axum::middleware::from_fn(count_request))
-        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
-            StatusCode::REQUEST_TIMEOUT,
+        .layer(axum::middleware::from_fn_with_state(
             limits.request_timeout,
+            time_limit,
         ))
         .with_state(state)
 }
@@ -136,6 +137,28 @@ async fn reload_answer(state: &AppState, ticket: Option<u64>, wait: bool) -> Api
                 e.to_string(),
             )),
         },
+    }
+}
+
+/// Cuts a request off after `--request-timeout-ms` with 408
+/// `request_timeout` (a write already handed to the store still completes).
+async fn time_limit(
+    axum::extract::State(limit): axum::extract::State<Duration>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    match tokio::time::timeout(limit, next.run(req)).await {
+        Ok(resp) => resp,
+        Err(_) => ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "request_timeout",
+            format!(
+                "the request took longer than the broker allows ({} ms, --request-timeout-ms)",
+                limit.as_millis()
+            ),
+        )
+        .into_response(),
     }
 }
 

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -12,6 +12,7 @@ use serde_json::{json, Value};
 
 use super::entries::WaitQuery;
 use super::error::{ApiError, ApiResult};
+use super::extract::Query;
 use super::{reload_answer, AppState};
 use crate::entry::Mac;
 use crate::store::Kind;
@@ -131,6 +132,7 @@ async fn status(State(state): State<AppState>) -> Json<Value> {
             "avoided": state.reloads.avoided(),
             "stall_ms_last": stall.stall_ms_last,
             "stall_ms_estimate": stall.stall_ms_estimate,
+            "stall_estimate_is_prior": stall.stall_estimate_is_prior,
             "budget_percent": stall.budget_percent,
             "budget_used_percent": stall.budget_used_percent,
             "next_allowed_in_ms": stall.next_allowed_in_ms,
