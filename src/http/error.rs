@@ -113,6 +113,10 @@ impl From<StoreError> for ApiError {
                     format!("the store cannot be written now: {e}"),
                 )
             }
+            StoreError::Stalled(_) => {
+                tracing::warn!("{message}");
+                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "store_stalled", message)
+            }
             StoreError::ShuttingDown => {
                 ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "shutting_down", message)
             }

@@ -158,9 +158,10 @@ async fn healthz() -> Json<Value> {
 
 async fn readyz(State(state): State<AppState>) -> Response {
     let store = state.store.clone();
+    let stalled = state.store.stalled();
     let check = tokio::time::timeout(
         Duration::from_secs(5),
-        tokio::task::spawn_blocking(move || store.check_writable()),
+        tokio::task::spawn_blocking(move || store.check_writable_once()),
     )
     .await;
     let last_reload = state.reloads.progress().last;
@@ -172,8 +173,19 @@ async fn readyz(State(state): State<AppState>) -> Response {
         .ok()
         .flatten();
     let (status, body) = match check {
-        Ok(Ok(Ok(()))) => (StatusCode::OK, json!({"status": "ready"})),
-        Ok(Ok(Err(e))) => (
+        _ if stalled.is_some() => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            json!({"status": "not_ready", "reason": stalled}),
+        ),
+        Ok(Ok(Err(running))) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            json!({"status": "not_ready", "reason": format!(
+                "the directories have not answered a check for {} s: on a shared filesystem, a node that held the lock or the files' capabilities may be gone",
+                running.as_secs()
+            )}),
+        ),
+        Ok(Ok(Ok(Ok(())))) => (StatusCode::OK, json!({"status": "ready"})),
+        Ok(Ok(Ok(Err(e)))) => (
             StatusCode::SERVICE_UNAVAILABLE,
             json!({"status": "not_ready", "reason": e.to_string()}),
         ),

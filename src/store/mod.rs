@@ -309,6 +309,11 @@ pub enum StoreError {
         /// The repeated name.
         name: String,
     },
+    /// The directories stopped answering: the writer has been blocked in a
+    /// filesystem call for a while (a dead node on a shared filesystem).
+    /// The change may still be applied once they answer.
+    #[error("{0}")]
+    Stalled(String),
     /// The store is shutting down.
     #[error("the store is shutting down")]
     ShuttingDown,
@@ -483,7 +488,14 @@ pub struct WriterStats {
     pub external_changes: u64,
     /// The last error met by the writer, if the last commit failed.
     pub last_error: Option<String>,
+    /// Set while the writer has been blocked in the filesystem for over
+    /// [`STALL_AFTER`]: what it is doing and for how long.
+    pub stalled: Option<String>,
 }
+
+/// How long the writer may be busy on one group before the store counts as
+/// stalled: writes are then refused at once, and readiness fails.
+pub const STALL_AFTER: Duration = Duration::from_secs(5);
 
 struct Shared {
     config: StoreConfig,
@@ -492,6 +504,39 @@ struct Shared {
     seen_mtimes: Mutex<[Option<std::time::SystemTime>; 2]>,
     index: RwLock<Index>,
     stats: Mutex<WriterStats>,
+    /// What the writer is doing on the filesystem, and since when.
+    busy: Mutex<Option<(std::time::Instant, &'static str)>>,
+    /// When the readiness check of the directories started, while it runs.
+    checking: Mutex<Option<std::time::Instant>>,
+}
+
+impl Shared {
+    /// Marks the writer busy with `what` (or idle with `None`).
+    fn set_busy(&self, what: Option<&'static str>) {
+        *self.busy.lock().unwrap_or_else(|p| p.into_inner()) =
+            what.map(|w| (std::time::Instant::now(), w));
+    }
+
+    /// Why the store counts as stalled, when the writer has been busy for
+    /// longer than `after`.
+    fn stalled(&self, after: Duration) -> Option<String> {
+        let (since, what) = (*self.busy.lock().unwrap_or_else(|p| p.into_inner()))?;
+        let for_s = since.elapsed();
+        (for_s > after).then(|| stall_message(what, for_s))
+    }
+}
+
+/// What a client and an operator are told while the directories hang.
+fn stall_message(what: &str, for_s: Duration) -> String {
+    format!(
+        "the directories have not answered for {} s (the writer is blocked {what}); on a shared \
+         filesystem this usually means a node that held the directory lock or the files' \
+         capabilities is gone, and the metadata server releases them only when it evicts that \
+         client (Ceph: after mds session_timeout, 60 s by default, or session_autoclose, 300 s); \
+         a change already handed to the writer may still be applied then: read the entry back \
+         before retrying",
+        for_s.as_secs()
+    )
 }
 
 /// A cheap handle on the store; clone it freely.
@@ -515,6 +560,8 @@ impl Store {
             seen_mtimes: Mutex::new(mtimes),
             index: RwLock::new(index),
             stats: Mutex::new(WriterStats::default()),
+            busy: Mutex::new(None),
+            checking: Mutex::new(None),
         });
         let tx = writer::spawn(shared.clone(), generation, reloads);
         Ok(Store { shared, tx })
@@ -527,20 +574,39 @@ impl Store {
 
     /// Applies `ops` all-or-nothing, durably, and answers once done.
     /// `actor` names who asked, for the audit log line of each change.
+    ///
+    /// While the writer is stalled (blocked in the filesystem for over
+    /// [`STALL_AFTER`]) a request is refused at once, and one that waits
+    /// longer than the lock timeout plus [`STALL_AFTER`] is answered
+    /// [`StoreError::Stalled`]; the writer then skips it if it has not
+    /// started it yet.
     pub async fn apply(&self, ops: Vec<Op>, actor: &str) -> Result<Applied, OpError> {
+        let fail = |error| OpError { index: 0, error };
+        if let Some(why) = self.shared.stalled(STALL_AFTER) {
+            return Err(fail(StoreError::Stalled(why)));
+        }
         let (reply, rx) = oneshot::channel();
-        let shutting = || OpError {
-            index: 0,
-            error: StoreError::ShuttingDown,
-        };
         self.tx
             .send(writer::Request::Apply {
                 ops,
                 actor: actor.to_string(),
                 reply,
             })
-            .map_err(|_| shutting())?;
-        rx.await.map_err(|_| shutting())?
+            .map_err(|_| fail(StoreError::ShuttingDown))?;
+        let limit = self.shared.config.lock_timeout + STALL_AFTER;
+        match tokio::time::timeout(limit, rx).await {
+            Ok(answer) => answer.map_err(|_| fail(StoreError::ShuttingDown))?,
+            Err(_) => Err(fail(StoreError::Stalled(
+                self.shared
+                    .stalled(Duration::ZERO)
+                    .unwrap_or_else(|| stall_message("on its queue", limit)),
+            ))),
+        }
+    }
+
+    /// Why the store counts as stalled, if it does.
+    pub fn stalled(&self) -> Option<String> {
+        self.shared.stalled(STALL_AFTER)
     }
 
     /// Asks the writer to compare the index with the directories now (used by
@@ -644,11 +710,38 @@ impl Store {
 
     /// The writer's counters.
     pub fn stats(&self) -> WriterStats {
-        self.shared
+        let mut stats = self
+            .shared
             .stats
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .clone()
+            .clone();
+        stats.stalled = self.stalled();
+        stats
+    }
+
+    /// [`Store::check_writable`] at most once at a time: while a check is
+    /// still blocked (a hung filesystem), says so instead of starting
+    /// another on one more blocked thread (`Err`: how long it has run).
+    pub fn check_writable_once(&self) -> Result<Result<(), FsError>, Duration> {
+        {
+            let mut running = self
+                .shared
+                .checking
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            if let Some(since) = *running {
+                return Err(since.elapsed());
+            }
+            *running = Some(std::time::Instant::now());
+        }
+        let result = self.check_writable();
+        *self
+            .shared
+            .checking
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = None;
+        Ok(result)
     }
 
     /// Checks that both directories can be locked and written now.

@@ -109,6 +109,15 @@ impl Writer {
     }
 
     fn commit_group(&mut self, group: Vec<Request>) {
+        // Anything below may block in the filesystem (a dead node on a
+        // shared one): the store reports it as stalled meanwhile.
+        self.shared
+            .set_busy(Some("taking the directory lock and writing"));
+        self.commit_group_busy(group);
+        self.shared.set_busy(None);
+    }
+
+    fn commit_group_busy(&mut self, group: Vec<Request>) {
         let shared = self.shared.clone();
         let config = &shared.config;
         let metrics = crate::metrics::get();
@@ -162,6 +171,9 @@ impl Writer {
         let mut changed: Vec<(Kind, String)> = Vec::new();
         for request in group {
             match request {
+                // Its client was already answered (the store stalled):
+                // not applying it keeps that answer true.
+                Request::Apply { reply, .. } if reply.is_closed() => {}
                 Request::Apply { ops, actor, reply } => {
                     let result = self.apply(&ops, &actor, &mut touched, &mut early, &mut changed);
                     answers.push(Answer::Apply(reply, result));
@@ -553,10 +565,23 @@ impl Writer {
             });
         }
 
+        // Stat before taking the index's write lock: readers must never
+        // wait on the filesystem.
+        let stamps: Vec<Option<super::Stamp>> = plan
+            .changes
+            .iter()
+            .map(|c| {
+                c.new.as_ref().and_then(|_| {
+                    std::fs::metadata(config.dir(c.kind).join(c.name.as_str()))
+                        .ok()
+                        .map(|m| super::Stamp::of(&m))
+                })
+            })
+            .collect();
         let mut index = self.shared.index.write().unwrap_or_else(|p| p.into_inner());
         let mut risky = false;
         let (mut written, mut removed) = (0u64, 0u64);
-        for change in &plan.changes {
+        for (change, stamp) in plan.changes.iter().zip(stamps) {
             if change.replaces {
                 // An unparsable host file's tags are unknown: assume the worst.
                 risky |= change
@@ -567,10 +592,8 @@ impl Writer {
             match &change.new {
                 Some(new) => {
                     index.insert(new.clone());
-                    if let Ok(meta) =
-                        std::fs::metadata(config.dir(change.kind).join(change.name.as_str()))
-                    {
-                        index.set_stamp(change.kind, change.name.clone(), super::Stamp::of(&meta));
+                    if let Some(stamp) = stamp {
+                        index.set_stamp(change.kind, change.name.clone(), stamp);
                     }
                     written += 1;
                 }
