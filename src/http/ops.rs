@@ -160,7 +160,7 @@ async fn readyz(State(state): State<AppState>) -> Response {
     let store = state.store.clone();
     let stalled = state.store.stalled();
     let check = tokio::time::timeout(
-        Duration::from_secs(5),
+        Duration::from_secs(3),
         tokio::task::spawn_blocking(move || store.check_writable_once()),
     )
     .await;
@@ -191,7 +191,7 @@ async fn readyz(State(state): State<AppState>) -> Response {
         ),
         _ => (
             StatusCode::SERVICE_UNAVAILABLE,
-            json!({"status": "not_ready", "reason": "the directory check did not finish within 5 s"}),
+            json!({"status": "not_ready", "reason": "the directories did not answer a check within 3 s: on a shared filesystem, a node that held the lock or the files' capabilities may be gone (the metadata server releases them when it evicts that client)"}),
         ),
     };
     let mut body = body;

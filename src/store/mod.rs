@@ -495,7 +495,7 @@ pub struct WriterStats {
 
 /// How long the writer may be busy on one group before the store counts as
 /// stalled: writes are then refused at once, and readiness fails.
-pub const STALL_AFTER: Duration = Duration::from_secs(5);
+pub const STALL_AFTER: Duration = Duration::from_secs(2);
 
 struct Shared {
     config: StoreConfig,

@@ -161,7 +161,25 @@ impl Writer {
                 self.generation = g;
                 moved = true;
             }
-            Ok(_) => {}
+            Ok(_) => {
+                // The generation is data rewritten in place, and a CephFS
+                // client can read stale bytes of it even under the flock
+                // (seen across two ceph-fuse mounts); a directory's mtime is
+                // metadata the MDS keeps coherent. Every broker commit
+                // renames or unlinks, so it moves the mtime: when it moved
+                // since this broker last looked, check the files first.
+                let seen = *self
+                    .shared
+                    .seen_mtimes
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner());
+                if scan::dir_mtimes(config) != seen {
+                    if let Err(e) = self.rescan(&mut reload, true) {
+                        return self.fail_group(group, e);
+                    }
+                    moved = true;
+                }
+            }
             Err(e) => return self.fail_group(group, e),
         }
 
