@@ -892,6 +892,7 @@ fn name_churn(a: &Args, dirs: &Dirs, live: usize, rounds: usize) -> Res<Vec<Stri
     let mut d = start_dnsmasq(&a.dnsmasq, &a.interface, dirs, live, &["--log-queries"])?;
     let mut id = 0x6000u16;
     let fresh = one_sighup_stall(&d, dirs, 0, &mut id)?;
+    let mut rounds_stall = Vec::new();
     let name = |round: usize, i: usize| {
         if round == 0 {
             host_name(i)
@@ -918,8 +919,10 @@ fn name_churn(a: &Args, dirs: &Dirs, live: usize, rounds: usize) -> Res<Vec<Stri
         while dirs.hosts_read_lines() < before + live && Instant::now() < deadline {
             thread::sleep(Duration::from_millis(50));
         }
+        // dnsmasq's list of names grows at SIGHUPs: one after every round,
+        // as a broker under steady churn sends them.
+        rounds_stall.push(one_sighup_stall(&d, dirs, round, &mut id)?);
     }
-    let churned = one_sighup_stall(&d, dirs, 1, &mut id)?;
     // Restart: SIGTERM, wait for the exit, start again, first DNS answer.
     let t = Instant::now();
     signal(d.pid(), Signal::SIGTERM)?;
@@ -951,7 +954,11 @@ fn name_churn(a: &Args, dirs: &Dirs, live: usize, rounds: usize) -> Res<Vec<Stri
         live.to_string(),
         (live * (rounds + 1)).to_string(),
         format!("{fresh:.3}"),
-        format!("{churned:.3}"),
+        rounds_stall
+            .iter()
+            .map(|s| format!("{s:.3}"))
+            .collect::<Vec<_>>()
+            .join(", "),
         format!("{restart:.3}"),
         format!("{after:.3}"),
     ])
@@ -1427,11 +1434,11 @@ fn run(a: &Args) -> Res<()> {
         let row = name_churn(a, &dirs, a.churn_live, a.churn_rounds)?;
         out.push_str(&format!(
             "\n#### Name churn: SIGHUP against restart\n\n\
-             dnsmasq never forgets a file name its hostsdir held; {} live host files were \
-             replaced {} times by files under new names (read through inotify). SIGHUP \
-             stalls are timed as above; the restart is SIGTERM, start with the same \
-             arguments, first DNS answer.\n\n\
-             | live files | names seen | SIGHUP, no churn (s) | SIGHUP after churn (s) | \
+             dnsmasq never forgets a file name its hostsdir held at a SIGHUP; {} live host \
+             files were replaced {} times by files under new names (read through inotify), \
+             a SIGHUP after each round. SIGHUP stalls are timed as above; the restart is \
+             SIGTERM, start with the same arguments, first DNS answer.\n\n\
+             | live files | names seen | SIGHUP, no churn (s) | SIGHUP after each round (s) | \
              restart (s) | SIGHUP after the restart (s) |\n|---:|---:|---:|---:|---:|---:|\n\
              | {} |\n",
             a.churn_live,

@@ -1,23 +1,24 @@
 //! What a reload costs, and when a restart of dnsmasq is cheaper.
 //!
 //! On SIGHUP dnsmasq re-reads every file, and for each one looks its path up
-//! (src/inotify.c `dyndir_addhosts`, a `strcmp` walk) in a list of every
-//! file name that directory has held since dnsmasq started — a list that
-//! never shrinks. So a SIGHUP costs about
-//! `k × Σ (files in the directory × names it has ever held)`, while a fresh
-//! start costs about `k × Σ files²` plus a fixed overhead (exit, exec,
-//! sockets, the lease file). Ironic names host files by MAC and options
-//! files by node UUID, so every enrolled node and replaced NIC adds names
-//! for good: a long-lived dnsmasq's reloads get slower month by month and
-//! only a restart resets the list.
+//! (src/inotify.c `dyndir_addhosts`, a `strcmp` walk) in a list of the file
+//! names the directory held at dnsmasq's start or at any SIGHUP since — a
+//! list that never shrinks (a name enters it when a SIGHUP reads the file;
+//! files read through inotify and gone before the next SIGHUP do not, as
+//! `examples/bench_reload.rs` measures). So a SIGHUP costs about
+//! `k × Σ (files in the directory × names in its list, this reload's new
+//! names included)`, while a fresh start costs about `k × Σ files²` plus a
+//! fixed overhead (exit, exec, sockets, the lease file). Ironic names host
+//! files by MAC and options files by node UUID, so every enrolled node and
+//! replaced NIC adds names for good: a long-lived dnsmasq's reloads get
+//! slower month by month and only a restart resets the list.
 //!
-//! [`Churn`] keeps the count of names each directory has held since dnsmasq
-//! started and fits `k` (and the restart overhead) from the stalls the
-//! scheduler measures, to predict both costs. Names are counted from the
-//! directory's contents when the broker started dnsmasq (supervised) or, for
-//! a dnsmasq started before the broker, when the broker started: names that
-//! came and went before are unknown, so the count is then a lower bound
-//! (`exact: false`).
+//! [`Churn`] keeps that list as dnsmasq does (the live names at start, and
+//! at every delivered SIGHUP) and fits `k` (and the restart overhead) from
+//! the stalls the scheduler measures, to predict both costs. For a dnsmasq
+//! started before the broker, the list is counted from the broker's start:
+//! names that came and went before are unknown, so the count is then a
+//! lower bound (`exact: false`).
 
 use std::collections::HashSet;
 use std::time::Duration;
@@ -42,7 +43,10 @@ const DEFAULT_RESTART_OVERHEAD: Duration = Duration::from_millis(100);
 /// Names seen and the fitted cost model.
 #[derive(Debug)]
 pub struct Churn {
+    /// dnsmasq's list of names per directory (as far as known).
     seen: [HashSet<Name>; 2],
+    /// Live names not in `seen` (the next SIGHUP adds them).
+    fresh: [usize; 2],
     /// The files in each directory now.
     live: [HashSet<Name>; 2],
     exact: bool,
@@ -55,7 +59,8 @@ pub struct Churn {
 /// What status and the decision need.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct ChurnStats {
-    /// Names each directory (hosts, options) held since dnsmasq started.
+    /// Names in dnsmasq's list per directory (hosts, options) by the next
+    /// SIGHUP: those held at its start or at a SIGHUP, plus the live ones.
     pub names_seen: [usize; 2],
     /// Files in each directory now.
     pub live_files: [usize; 2],
@@ -86,6 +91,7 @@ impl Churn {
         let live: [HashSet<Name>; 2] = names.map(|n| n.into_iter().collect());
         Churn {
             seen: live.clone(),
+            fresh: [0, 0],
             live,
             exact,
             k: None,
@@ -99,21 +105,41 @@ impl Churn {
         let d = kind as usize;
         if !self.live[d].contains(name) {
             self.live[d].insert(name.clone());
-        }
-        if !self.seen[d].contains(name) {
-            self.seen[d].insert(name.clone());
+            if !self.seen[d].contains(name) {
+                self.fresh[d] += 1;
+            }
         }
     }
 
-    /// The file `name` of `kind` was removed (dnsmasq keeps its name).
+    /// The file `name` of `kind` was removed (dnsmasq keeps its name, if
+    /// a SIGHUP or its start read the file).
     pub fn gone(&mut self, kind: Kind, name: &Name) {
-        self.live[kind as usize].remove(name);
+        let d = kind as usize;
+        if self.live[d].remove(name) && !self.seen[d].contains(name) {
+            self.fresh[d] -= 1;
+        }
     }
 
     /// dnsmasq was (re)started: it remembers only the files there now.
     pub fn restarted(&mut self) {
         self.seen = self.live.clone();
+        self.fresh = [0, 0];
         self.exact = true;
+    }
+
+    /// A SIGHUP read every live file: their names join dnsmasq's list.
+    fn reloaded(&mut self) {
+        for d in 0..2 {
+            if self.fresh[d] > 0 {
+                let new: Vec<Name> = self.live[d]
+                    .iter()
+                    .filter(|n| !self.seen[d].contains(*n))
+                    .cloned()
+                    .collect();
+                self.seen[d].extend(new);
+            }
+            self.fresh[d] = 0;
+        }
     }
 
     fn units(&self) -> (f64, f64) {
@@ -121,7 +147,7 @@ impl Churn {
         let mut fresh = 0.0;
         for d in 0..2 {
             let f = self.live[d].len() as f64;
-            let n = (self.seen[d].len() as f64).max(f);
+            let n = (self.seen[d].len() + self.fresh[d]) as f64;
             sighup += f * n;
             fresh += f * f;
         }
@@ -131,6 +157,7 @@ impl Churn {
     /// A SIGHUP took `stall`.
     pub fn observe_sighup(&mut self, stall: Duration) {
         let (units, _) = self.units();
+        self.reloaded();
         if units < MIN_UNITS {
             return;
         }
@@ -168,7 +195,10 @@ impl Churn {
             .restart_overhead
             .unwrap_or(DEFAULT_RESTART_OVERHEAD.as_secs_f64());
         ChurnStats {
-            names_seen: [self.seen[0].len(), self.seen[1].len()],
+            names_seen: [
+                self.seen[0].len() + self.fresh[0],
+                self.seen[1].len() + self.fresh[1],
+            ],
             live_files: [self.live[0].len(), self.live[1].len()],
             exact: self.exact,
             factor: if fresh > 0.0 {
@@ -201,8 +231,9 @@ mod tests {
         assert_eq!(s.factor, 1.0);
         assert_eq!(s.predicted_sighup_ms, Some(340));
         assert!(!s.restart_is_cheaper(), "{s:?}");
-        // Three rounds of replacing every file under new names: 20,000
-        // names seen, 5,000 live (as in DNSMASQ-FACTS.md).
+        // Three rounds of replacing every file under new names, a SIGHUP
+        // after each: 20,000 names in dnsmasq's list, 5,000 live (as in
+        // DNSMASQ-FACTS.md).
         let mut previous = "a";
         for round in ["b", "c", "d"] {
             for (old, new) in names(previous, 5000).iter().zip(names(round, 5000)) {
@@ -210,6 +241,7 @@ mod tests {
                 c.saw(Kind::Host, &new);
             }
             previous = round;
+            c.reloaded();
         }
         let s = c.stats();
         assert_eq!(s.names_seen, [20000, 0]);
@@ -224,6 +256,31 @@ mod tests {
         assert_eq!(s.factor, 1.0);
         assert_eq!(s.predicted_restart_ms, Some(400));
         assert!(!s.restart_is_cheaper(), "{s:?}");
+    }
+
+    #[test]
+    fn names_enter_the_list_only_when_a_sighup_reads_them() {
+        let mut c = Churn::new([names("a", 100), vec![]], true);
+        // Created and removed between two SIGHUPs: never in the list.
+        for n in names("b", 50) {
+            c.saw(Kind::Host, &n);
+        }
+        for n in names("b", 50) {
+            c.gone(Kind::Host, &n);
+        }
+        assert_eq!(c.stats().names_seen, [100, 0]);
+        // Created and still there at the SIGHUP: in it for good.
+        for n in names("c", 50) {
+            c.saw(Kind::Host, &n);
+        }
+        assert_eq!(c.stats().names_seen, [150, 0]);
+        c.reloaded();
+        for n in names("c", 50) {
+            c.gone(Kind::Host, &n);
+        }
+        let s = c.stats();
+        assert_eq!((s.names_seen, s.live_files), ([150, 0], [100, 0]));
+        assert_eq!(s.factor, 1.5);
     }
 
     #[test]

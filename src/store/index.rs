@@ -130,6 +130,15 @@ pub struct ListQuery {
     pub limit: usize,
 }
 
+impl ListQuery {
+    /// The `mac` and `tag` filters (names are bounded by the walk).
+    fn admits(&self, e: &Entry) -> bool {
+        self.mac
+            .is_none_or(|m| matches!(&e.spec, Spec::Host(h) if h.macs().contains(&m)))
+            && self.tag.as_deref().is_none_or(|t| e.spec.has_tag(t))
+    }
+}
+
 /// Both directories' entries plus the uniqueness maps.
 #[derive(Debug, Default)]
 pub struct Index {
@@ -408,11 +417,7 @@ impl Index {
                     .as_deref()
                     .is_none_or(|p| e.name.as_str().starts_with(p))
             })
-            .filter(|e| {
-                q.mac
-                    .is_none_or(|m| matches!(&e.spec, Spec::Host(h) if h.macs().contains(&m)))
-            })
-            .filter(|e| q.tag.as_deref().is_none_or(|t| e.spec.has_tag(t)));
+            .filter(|e| q.admits(e));
         for e in iter {
             if items.len() == q.limit {
                 return (items, true);
@@ -441,11 +446,7 @@ impl Index {
                     .as_deref()
                     .is_none_or(|p| e.name.as_str().starts_with(p))
             })
-            .filter(|e| {
-                q.mac
-                    .is_none_or(|m| matches!(&e.spec, Spec::Host(h) if h.macs().contains(&m)))
-            })
-            .filter(|e| q.tag.as_deref().is_none_or(|t| e.spec.has_tag(t)));
+            .filter(|e| q.admits(e));
         for e in iter {
             if items.len() == q.limit {
                 return (items, true);

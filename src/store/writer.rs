@@ -132,6 +132,8 @@ impl Writer {
             .observe(waited.elapsed().as_secs_f64());
         let mut reload = GroupReload::default();
         let mut moved = false;
+        // Changes found by the mtime check before the group's requests.
+        let mut found_first = 0u64;
         match locks.hosts.generation() {
             Ok(g) if g != self.generation => {
                 // The journal names what the missed generations changed;
@@ -174,8 +176,9 @@ impl Writer {
                     .lock()
                     .unwrap_or_else(|p| p.into_inner());
                 if scan::dir_mtimes(config) != seen {
-                    if let Err(e) = self.rescan(&mut reload, true) {
-                        return self.fail_group(group, e);
+                    match self.rescan(&mut reload, true) {
+                        Ok(n) => found_first = n,
+                        Err(e) => return self.fail_group(group, e),
                     }
                     moved = true;
                 }
@@ -201,6 +204,9 @@ impl Writer {
                         Some(s) => self.reconcile(s, &mut reload),
                         None => self.rescan(&mut reload, false),
                     }
+                    // What the check above already found counts as found
+                    // by this refresh (it asked because of them).
+                    .map(|n| n + std::mem::take(&mut found_first))
                     .map_err(StoreError::from);
                     answers.push(Answer::Refresh(reply, result));
                 }
