@@ -130,6 +130,13 @@ pub struct ListQuery {
     pub limit: usize,
 }
 
+/// The first `limit` items, and whether more follow.
+fn page(mut iter: impl Iterator<Item = Arc<Entry>>, limit: usize) -> (Vec<Arc<Entry>>, bool) {
+    let items: Vec<_> = iter.by_ref().take(limit).collect();
+    let more = iter.next().is_some();
+    (items, more)
+}
+
 impl ListQuery {
     /// The `mac` and `tag` filters (names are bounded by the walk).
     fn admits(&self, e: &Entry) -> bool {
@@ -408,7 +415,6 @@ impl Index {
     /// Applies the cursor, prefix, remaining filters and limit to
     /// candidates sorted by name.
     fn finish_list(&self, found: Vec<Arc<Entry>>, q: &ListQuery) -> (Vec<Arc<Entry>>, bool) {
-        let mut items = Vec::new();
         let iter = found
             .into_iter()
             .filter(|e| q.after.as_deref().is_none_or(|a| e.name.as_str() > a))
@@ -418,13 +424,7 @@ impl Index {
                     .is_none_or(|p| e.name.as_str().starts_with(p))
             })
             .filter(|e| q.admits(e));
-        for e in iter {
-            if items.len() == q.limit {
-                return (items, true);
-            }
-            items.push(e);
-        }
-        (items, false)
+        page(iter, q.limit)
     }
 
     /// [`Index::list`] by walking the entries in name order.
@@ -436,7 +436,6 @@ impl Index {
             (None, Some(p)) => Bound::Included(p),
             (None, None) => Bound::Unbounded,
         };
-        let mut items = Vec::new();
         let iter = self
             .map(kind)
             .range::<str, _>((start, Bound::Unbounded))
@@ -446,14 +445,9 @@ impl Index {
                     .as_deref()
                     .is_none_or(|p| e.name.as_str().starts_with(p))
             })
-            .filter(|e| q.admits(e));
-        for e in iter {
-            if items.len() == q.limit {
-                return (items, true);
-            }
-            items.push(e.clone());
-        }
-        (items, false)
+            .filter(|e| q.admits(e))
+            .cloned();
+        page(iter, q.limit)
     }
 
     /// Names of a kind starting with `prefix`.
