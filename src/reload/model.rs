@@ -52,6 +52,13 @@ impl Dirty {
     }
 }
 
+/// The MACs and addresses a loaded record holds.
+fn held_keys(e: &Entry) -> impl Iterator<Item = Key> {
+    shadow::macs(&e.spec)
+        .into_iter()
+        .chain(shadow::addresses(&e.spec))
+}
+
 /// The picture of dnsmasq's memory (see the module doc).
 #[derive(Debug, Default)]
 pub struct Model {
@@ -225,10 +232,7 @@ impl Model {
         }
         self.ghosts += d.ghosts();
         for e in &d.loaded {
-            for k in shadow::macs(&e.spec)
-                .into_iter()
-                .chain(shadow::addresses(&e.spec))
-            {
+            for k in held_keys(e) {
                 let v = self.keys.entry(k).or_default();
                 if !v.contains(&key) {
                     v.push(key.clone());
@@ -240,10 +244,7 @@ impl Model {
 
     fn forget_keys(&mut self, key: &(Kind, Name), d: &Dirty) {
         for e in &d.loaded {
-            for k in shadow::macs(&e.spec)
-                .into_iter()
-                .chain(shadow::addresses(&e.spec))
-            {
+            for k in held_keys(e) {
                 if let Some(v) = self.keys.get_mut(&k) {
                     v.retain(|x| x != key);
                     if v.is_empty() {
