@@ -252,7 +252,13 @@ impl DirLock {
                 Err(fs::TryLockError::WouldBlock) => {
                     let e = io::Error::new(
                         io::ErrorKind::TimedOut,
-                        format!("still held by another process after {timeout:?}"),
+                        format!(
+                            "still held by another process after {timeout:?} (another broker \
+                             or a legacy writer, on this node or another node; if the holder's \
+                             node is gone, a shared filesystem releases its lock only when the \
+                             metadata server evicts that client: on Ceph after mds \
+                             session_timeout)"
+                        ),
                     );
                     return Err(FsError::new("lock", &path, e));
                 }
