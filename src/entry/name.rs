@@ -19,9 +19,17 @@ const MAX_NAME_LEN: usize = 200;
 
 /// A validated entry file name: `^[A-Za-z0-9][A-Za-z0-9._:@+-]{0,199}$`,
 /// not ending in `~`.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
-#[serde(transparent)]
-pub struct Name(String);
+///
+/// Shared (`Arc<str>`): the index keeps a name in several maps, and a clone
+/// is a reference count, not a copy.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Name(std::sync::Arc<str>);
+
+impl serde::Serialize for Name {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0)
+    }
+}
 
 impl Name {
     /// Checks `s` against the name rule. Errors have code `invalid_name`
@@ -67,7 +75,7 @@ impl Name {
                 "dnsmasq ignores files whose name ends in `~`".to_owned(),
             ));
         }
-        Ok(Name(s.to_owned()))
+        Ok(Name(s.into()))
     }
 
     /// The name as a string slice.

@@ -41,7 +41,7 @@ pub(super) fn parse_spec(kind: Kind, body: &Value) -> ApiResult<Spec> {
 
 /// The JSON view of an entry: the spec's fields plus name, line(s), etag.
 pub fn entry_json(entry: &Entry) -> Value {
-    let mut obj = match &entry.spec {
+    let mut obj = match &entry.spec() {
         Spec::Host(h) => serde_json::to_value(h),
         Spec::Options(o) => serde_json::to_value(o),
     }
@@ -50,7 +50,7 @@ pub fn entry_json(entry: &Entry) -> Value {
     .unwrap_or_default();
     obj.insert("name".into(), json!(entry.name.as_str()));
     let text = entry.text.strip_suffix('\n').unwrap_or(&entry.text);
-    match entry.spec.kind() {
+    match entry.kind() {
         Kind::Host => obj.insert("line".into(), json!(text)),
         Kind::Option => obj.insert(
             "lines".into(),

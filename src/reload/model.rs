@@ -54,9 +54,10 @@ impl Dirty {
 
 /// The MACs and addresses a loaded record holds.
 fn held_keys(e: &Entry) -> impl Iterator<Item = Key> {
-    shadow::macs(&e.spec)
+    let spec = e.spec();
+    shadow::macs(&spec)
         .into_iter()
-        .chain(shadow::addresses(&e.spec))
+        .chain(shadow::addresses(&spec))
 }
 
 /// The picture of dnsmasq's memory (see the module doc).
@@ -132,8 +133,9 @@ impl Model {
                 },
             };
         };
+        let new_spec = new.spec();
         // dnsmasq refuses a record whose address a record it holds has.
-        if shadow::addresses(&new.spec)
+        if shadow::addresses(&new_spec)
             .iter()
             .any(|a| !self.holders(index, a).is_empty())
         {
@@ -146,9 +148,9 @@ impl Model {
         // A hostname-only record is found by dnsmasq's hostname retry only
         // if the first record with that name has no MAC and no client-id: a
         // ghost with the name hides it until the reload.
-        if let Some(name) = shadow::name_only_key(&new.spec) {
+        if let Some(name) = shadow::name_only_key(&new_spec) {
             let ghost_named = self.dirty.values().flat_map(|d| &d.loaded).any(|e| {
-                !Arc::ptr_eq(e, new) && shadow::hostname_key(&e.spec).as_deref() == Some(&name)
+                !Arc::ptr_eq(e, new) && shadow::hostname_key(&e.spec()).as_deref() == Some(&name)
             });
             if ghost_named {
                 return ChangePlan {
@@ -162,7 +164,7 @@ impl Model {
         // Every record dnsmasq holds for this name, or for one of the new
         // record's MACs under another name, must be hidden by the new one.
         for old in &own {
-            if let Err(why) = shadow::shadows(&new.spec, &old.spec) {
+            if let Err(why) = shadow::shadows(&new_spec, &old.spec()) {
                 return ChangePlan {
                     placement: Placement::Now,
                     needs_reload: true,
@@ -170,14 +172,14 @@ impl Model {
                 };
             }
         }
-        for mac in shadow::macs(&new.spec) {
+        for mac in shadow::macs(&new_spec) {
             for (kind, holder) in self.holders(index, &mac) {
                 if holder == c.name {
                     continue;
                 }
                 let others = self.loaded(index, kind, holder).unwrap_or_default();
                 for old in others {
-                    if let Err(why) = shadow::shadows(&new.spec, &old.spec) {
+                    if let Err(why) = shadow::shadows(&new_spec, &old.spec()) {
                         return ChangePlan {
                             placement: Placement::Now,
                             needs_reload: true,

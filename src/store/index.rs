@@ -140,9 +140,13 @@ fn page(mut iter: impl Iterator<Item = Arc<Entry>>, limit: usize) -> (Vec<Arc<En
 impl ListQuery {
     /// The `mac` and `tag` filters (names are bounded by the walk).
     fn admits(&self, e: &Entry) -> bool {
+        if self.mac.is_none() && self.tag.is_none() {
+            return true;
+        }
+        let spec = e.spec();
         self.mac
-            .is_none_or(|m| matches!(&e.spec, Spec::Host(h) if h.macs().contains(&m)))
-            && self.tag.as_deref().is_none_or(|t| e.spec.has_tag(t))
+            .is_none_or(|m| matches!(&spec, Spec::Host(h) if h.macs().contains(&m)))
+            && self.tag.as_deref().is_none_or(|t| spec.has_tag(t))
     }
 }
 
@@ -271,10 +275,16 @@ impl Index {
 
     /// Inserts or replaces an entry, keeping the address maps in step.
     pub fn insert(&mut self, entry: Arc<Entry>) -> Option<Arc<Entry>> {
-        let kind = entry.spec.kind();
+        let spec = entry.spec();
+        self.insert_parsed(entry, &spec)
+    }
+
+    /// [`Index::insert`] for an entry whose spec is at hand.
+    pub(crate) fn insert_parsed(&mut self, entry: Arc<Entry>, spec: &Spec) -> Option<Arc<Entry>> {
+        let kind = entry.kind();
         self.forget_unparsed(kind, entry.name.as_str());
         let old = self.remove(kind, entry.name.as_str());
-        for key in keys_of(&entry.spec) {
+        for key in keys_of(spec) {
             match self.holders.get(&key) {
                 Some(holder) if holder != &entry.name => {
                     let reason = format!("{} `{key}` is also held by `{holder}`", key.field());
@@ -286,8 +296,8 @@ impl Index {
                 }
             }
         }
-        self.set_tag_hosts += usize::from(has_set_tags(&entry.spec));
-        for tag in tags_of(&entry.spec) {
+        self.set_tag_hosts += usize::from(has_set_tags(spec));
+        for tag in tags_of(spec) {
             self.tags[kind as usize]
                 .entry(tag_hash(tag))
                 .or_default()
@@ -306,8 +316,9 @@ impl Index {
         }
         let old = self.map_mut(kind).remove(name)?;
         self.stamps[kind as usize].remove(name);
-        self.set_tag_hosts -= usize::from(has_set_tags(&old.spec));
-        for tag in tags_of(&old.spec) {
+        let old_spec = old.spec();
+        self.set_tag_hosts -= usize::from(has_set_tags(&old_spec));
+        for tag in tags_of(&old_spec) {
             let h = tag_hash(tag);
             if let Some(list) = self.tags[kind as usize].get_mut(&h) {
                 if let Some(at) = list.iter().position(|e| Arc::ptr_eq(e, &old)) {
@@ -319,7 +330,7 @@ impl Index {
             }
         }
         let mut released = Vec::new();
-        for key in keys_of(&old.spec) {
+        for key in keys_of(&old_spec) {
             if self.holders.get(&key).map(|n| n.as_str()) == Some(name) {
                 self.holders.remove(&key);
                 released.push(key);
@@ -339,12 +350,12 @@ impl Index {
             .keys()
             .filter(|(k, _)| *k == Kind::Host)
             .filter_map(|(_, n)| self.hosts.get(n.as_str()).cloned())
-            .filter(|e| keys_of(&e.spec).iter().any(|k| released.contains(k)))
+            .filter(|e| keys_of(&e.spec()).iter().any(|k| released.contains(k)))
             .collect();
         for entry in clashing {
             self.duplicates
                 .remove(&(Kind::Host, entry.name.to_string()));
-            for key in keys_of(&entry.spec) {
+            for key in keys_of(&entry.spec()) {
                 match self.holders.get(&key) {
                     Some(holder) if holder != &entry.name => {
                         let reason = format!("{} `{key}` is also held by `{holder}`", key.field());
@@ -402,7 +413,7 @@ impl Index {
             if list.len() <= 1024 || list.len() <= q.limit {
                 let mut found: Vec<Arc<Entry>> = list
                     .iter()
-                    .filter(|e| e.spec.has_tag(tag))
+                    .filter(|e| e.spec().has_tag(tag))
                     .cloned()
                     .collect();
                 found.sort_unstable_by(|a, b| a.name.cmp(&b.name));

@@ -159,16 +159,23 @@ impl fmt::Debug for Etag {
 }
 
 /// One entry as it is on disk.
+///
+/// Kept compact, because the index holds one per file (100,000s): the
+/// file's text and its hash, not the parsed spec. [`Entry::spec`] parses
+/// the text again when asked (a few microseconds: the grammar is pure, and
+/// the text parsed when the entry was made).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Entry {
     /// The file name.
     pub name: Name,
-    /// What the file means.
-    pub spec: Spec,
     /// The file's exact contents (not always canonical when written by others).
-    pub text: String,
+    pub text: Box<str>,
     /// SHA-256 of `text`.
     pub etag: Etag,
+    kind: Kind,
+    /// The spec, only for the (never yet seen) case of a canonical
+    /// rendering that does not parse back to its spec.
+    pinned: Option<Box<Spec>>,
 }
 
 impl Entry {
@@ -176,11 +183,42 @@ impl Entry {
     pub fn canonical(name: Name, spec: Spec) -> Entry {
         let text = spec.render();
         let etag = Etag::of(text.as_bytes());
+        let kind = spec.kind();
+        let round_trips = Spec::parse_file(kind, text.as_bytes()).is_ok_and(|p| p == spec);
+        if !round_trips {
+            tracing::error!(name = %name, "the canonical line does not parse back to its spec; keeping the spec");
+        }
         Entry {
             name,
-            spec,
-            text,
+            text: text.into_boxed_str(),
             etag,
+            kind,
+            pinned: (!round_trips).then(|| Box::new(spec)),
+        }
+    }
+
+    /// An entry for a file's contents, which `spec` was parsed from.
+    pub(crate) fn read(name: Name, kind: Kind, text: String, etag: Etag) -> Entry {
+        Entry {
+            name,
+            text: text.into_boxed_str(),
+            etag,
+            kind,
+            pinned: None,
+        }
+    }
+
+    /// Which directory it is in.
+    pub fn kind(&self) -> Kind {
+        self.kind
+    }
+
+    /// What the file means.
+    pub fn spec(&self) -> Spec {
+        match &self.pinned {
+            Some(spec) => (**spec).clone(),
+            None => Spec::parse_file(self.kind, self.text.as_bytes())
+                .expect("an entry's text parsed when the entry was made, and parsing is pure"),
         }
     }
 }

@@ -103,21 +103,23 @@ pub(crate) fn scan(
         // the open file (one path lookup, no second stat), on every core.
         let reads = read_all(&dir_fd, kind, &names, previous);
         for (file_name, read) in names.iter().zip(reads) {
-            let (entry, stamp) = match read {
-                Read::Known(e, stamp) => (Some(e), Some(stamp)),
+            let _ = file_name;
+            match read {
+                Read::Known(e, stamp) => {
+                    index.set_stamp(kind, e.name.clone(), stamp);
+                    index.insert(e);
+                }
                 Read::File(f) => {
                     let f = *f;
                     index.problems.extend(f.problems);
                     if let Some((name, u)) = f.unparsed {
                         index.set_unparsed_quiet(kind, name, u);
                     }
-                    (f.entry.map(Arc::new), f.stamp)
+                    if let (Some(entry), Some(spec), Some(stamp)) = (f.entry, f.spec, f.stamp) {
+                        index.set_stamp(kind, entry.name.clone(), stamp);
+                        index.insert_parsed(Arc::new(entry), &spec);
+                    }
                 }
-            };
-            let _ = file_name;
-            if let (Some(entry), Some(stamp)) = (entry, stamp) {
-                index.set_stamp(kind, entry.name.clone(), stamp);
-                index.insert(entry);
             }
         }
     }
@@ -251,6 +253,9 @@ fn read_all(dir: &fs::File, kind: Kind, names: &[String], previous: Option<&Inde
 pub(crate) struct FileRead {
     /// A usable entry.
     pub(crate) entry: Option<Entry>,
+    /// The entry's spec, parsed from the file (so indexing it needs no
+    /// second parse).
+    pub(crate) spec: Option<Spec>,
     /// A file under an entry name that does not parse.
     pub(crate) unparsed: Option<(Name, super::Unparsed)>,
     /// Why the file is a problem (several reasons possible).
@@ -368,12 +373,8 @@ pub(crate) fn read_file(dir: &fs::File, kind: Kind, file_name: &str) -> FileRead
             let etag = Etag::of(&bytes);
             let text = String::from_utf8(bytes)
                 .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
-            out.entry = Some(Entry {
-                name,
-                spec,
-                text,
-                etag,
-            });
+            out.entry = Some(Entry::read(name, kind, text, etag));
+            out.spec = Some(spec);
         }
         Err(e) => {
             let reason = e.message;

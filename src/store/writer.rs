@@ -388,7 +388,7 @@ impl Writer {
                     continue;
                 };
                 if let Some(o) = old {
-                    risky |= has_set_tags(&o.spec);
+                    risky |= has_set_tags(&o.spec());
                 }
                 let pending = PendingChange {
                     kind,
@@ -495,7 +495,7 @@ impl Writer {
             if let Some(new) = &change.new {
                 let ready = early
                     .remove(&(change.kind, change.name.clone()))
-                    .filter(|(text, _)| *text == new.text);
+                    .filter(|(text, _)| **text == *new.text);
                 if let Some((_, p)) = ready {
                     prepared.push(Some(p));
                     continue;
@@ -611,7 +611,7 @@ impl Writer {
                 risky |= change
                     .old
                     .as_ref()
-                    .map_or(change.kind == Kind::Host, |o| has_set_tags(&o.spec));
+                    .map_or(change.kind == Kind::Host, |o| has_set_tags(&o.spec()));
             }
             match &change.new {
                 Some(new) => {
@@ -826,7 +826,7 @@ impl<'a> Overlay<'a> {
                 .index
                 .get(Kind::Host, name.as_str())
                 .is_some_and(|e| e.text == entry.text);
-            for key in keys_of(&entry.spec) {
+            for key in keys_of(&entry.spec()) {
                 if unchanged {
                     claims.entry(key).or_insert(name);
                     continue;
