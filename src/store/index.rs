@@ -78,26 +78,21 @@ pub struct Problem {
 pub struct Stamp {
     ino: u64,
     size: u64,
-    mtime_ns: i128,
+    /// Nanoseconds since the epoch (an `i64` lasts until 2262).
+    mtime_ns: i64,
 }
 
 impl Stamp {
-    /// The stamp of a raw `stat`.
-    pub(crate) fn from_stat(st: &nix::sys::stat::FileStat) -> Stamp {
-        Stamp {
-            ino: st.st_ino,
-            size: st.st_size as u64,
-            mtime_ns: i128::from(st.st_mtime) * 1_000_000_000 + i128::from(st.st_mtime_nsec),
-        }
-    }
-
     /// The stamp of a file's metadata.
     pub fn of(meta: &std::fs::Metadata) -> Stamp {
         use std::os::unix::fs::MetadataExt;
         Stamp {
             ino: meta.ino(),
             size: meta.size(),
-            mtime_ns: i128::from(meta.mtime()) * 1_000_000_000 + i128::from(meta.mtime_nsec()),
+            mtime_ns: meta
+                .mtime()
+                .saturating_mul(1_000_000_000)
+                .saturating_add(meta.mtime_nsec()),
         }
     }
 }

@@ -54,7 +54,7 @@ pub fn scan_readonly(
         opts.map(|o| o.to_path_buf())
             .unwrap_or_else(|| empty.path().to_path_buf()),
     );
-    scan::scan(&config, false, None)
+    scan::scan(&config, false)
 }
 
 /// Which directory an entry lives in.

@@ -37,7 +37,7 @@ pub(crate) fn scan_locked(
 ) -> Result<(Index, u64, [Option<SystemTime>; 2]), FsError> {
     let mut locks = Locks::acquire(config)?;
     let generation = locks.hosts.generation()?;
-    let index = scan(config, true, None)?;
+    let index = scan(config, true)?;
     for p in index.problems.iter().chain(&index.duplicates()) {
         tracing::warn!(kind = %p.kind, file = %p.file, "{}", p.reason);
     }
@@ -50,13 +50,8 @@ pub(crate) fn dir_mtimes(config: &StoreConfig) -> [Option<SystemTime>; 2] {
 }
 
 /// Reads both directories. The caller holds the locks; with `clean`, stale
-/// temp files left by a killed broker are removed. Files whose stamp matches
-/// `previous` are not read again.
-pub(crate) fn scan(
-    config: &StoreConfig,
-    clean: bool,
-    previous: Option<&Index>,
-) -> Result<Index, FsError> {
+/// temp files left by a killed broker are removed.
+pub(crate) fn scan(config: &StoreConfig, clean: bool) -> Result<Index, FsError> {
     let mut index = Index::default();
     for kind in [Kind::Host, Kind::Option] {
         let dir = config.dir(kind);
@@ -100,28 +95,18 @@ pub(crate) fn scan(
         names.sort();
         let dir_fd = fs::File::open(dir).map_err(|e| FsError::new("open", dir, e))?;
         // Files are opened relative to the directory and stat'ed through
-        // the open file (one path lookup, no second stat), on every core.
-        let reads = read_all(&dir_fd, kind, &names, previous);
-        for (file_name, read) in names.iter().zip(reads) {
-            let _ = file_name;
-            match read {
-                Read::Known(e, stamp) => {
-                    index.set_stamp(kind, e.name.clone(), stamp);
-                    index.insert(e);
-                }
-                Read::File(f) => {
-                    let f = *f;
-                    index.problems.extend(f.problems);
-                    if let Some((name, u)) = f.unparsed {
-                        index.set_unparsed_quiet(kind, name, u);
-                    }
-                    if let (Some(entry), Some(spec), Some(stamp)) = (f.entry, f.spec, f.stamp) {
-                        index.set_stamp(kind, entry.name.clone(), stamp);
-                        index.insert_parsed(Arc::new(entry), &spec);
-                    }
-                }
+        // the open file (one path lookup, no second stat), on every core,
+        // and indexed here in name order while the workers read ahead.
+        read_each(&dir_fd, kind, &names, |f| {
+            index.problems.extend(f.problems);
+            if let Some((name, u)) = f.unparsed {
+                index.set_unparsed_quiet(kind, name, u);
             }
-        }
+            if let (Some(entry), Some(spec), Some(stamp)) = (f.entry, f.spec, f.stamp) {
+                index.set_stamp(kind, entry.name.clone(), stamp);
+                index.insert_parsed(Arc::new(entry), &spec);
+            }
+        });
     }
     Ok(index)
 }
@@ -207,45 +192,52 @@ pub(crate) fn suspects(
 
 const NOT_UTF8: &str = "the name is not UTF-8";
 
-enum Read {
-    /// Unchanged since `previous` read it.
-    Known(Arc<Entry>, Stamp),
-    File(Box<FileRead>),
-}
-
-/// Reads `names` of one directory, split over the available cores.
-fn read_all(dir: &fs::File, kind: Kind, names: &[String], previous: Option<&Index>) -> Vec<Read> {
-    let one = |file_name: &String| -> Read {
-        if let Some(prev) = previous {
-            if let Ok(meta) =
-                nix::sys::stat::fstatat(dir, file_name.as_str(), nix::fcntl::AtFlags::empty())
-            {
-                let stamp = Stamp::from_stat(&meta);
-                if let Some(e) = prev.unchanged(kind, file_name, &stamp) {
-                    return Read::Known(e.clone(), stamp);
-                }
-            }
-        }
-        Read::File(Box::new(read_file(dir, kind, file_name)))
-    };
+/// Reads `names` of one directory on every core (up to 8), handing each
+/// file to `take` in name order on the calling thread. The workers take
+/// batches in order and the caller indexes while they read ahead, so only
+/// a few batches of parsed files are held at once (the start-up peak, and
+/// the fragmentation it leaves, stay small).
+fn read_each(dir: &fs::File, kind: Kind, names: &[String], mut take: impl FnMut(FileRead)) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    const BATCH: usize = 512;
     let threads = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1)
         .min(8);
-    if threads < 2 || names.len() < 1024 {
-        return names.iter().map(one).collect();
+    if threads < 2 || names.len() < 2 * BATCH {
+        for name in names {
+            take(read_file(dir, kind, name));
+        }
+        return;
     }
-    let chunk = names.len().div_ceil(threads);
+    let batches: Vec<&[String]> = names.chunks(BATCH).collect();
+    let next = AtomicUsize::new(0);
+    let (tx, rx) = std::sync::mpsc::sync_channel::<(usize, Vec<FileRead>)>(2 * threads);
     std::thread::scope(|s| {
-        let handles: Vec<_> = names
-            .chunks(chunk)
-            .map(|part| s.spawn(move || part.iter().map(one).collect::<Vec<_>>()))
-            .collect();
-        handles
-            .into_iter()
-            .flat_map(|h| h.join().unwrap_or_default())
-            .collect()
-    })
+        for _ in 0..threads {
+            let (tx, next, batches) = (tx.clone(), &next, &batches);
+            s.spawn(move || loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let Some(batch) = batches.get(i) else { break };
+                let reads = batch.iter().map(|n| read_file(dir, kind, n)).collect();
+                if tx.send((i, reads)).is_err() {
+                    break;
+                }
+            });
+        }
+        drop(tx);
+        // The caller always receives, so a worker never waits on a full
+        // channel for long; batches arriving early wait here.
+        let mut early = std::collections::BTreeMap::new();
+        let mut want = 0;
+        for (i, reads) in rx {
+            early.insert(i, reads);
+            while let Some(reads) = early.remove(&want) {
+                reads.into_iter().for_each(&mut take);
+                want += 1;
+            }
+        }
+    });
 }
 
 /// What one file turned out to be.
