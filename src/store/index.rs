@@ -153,7 +153,7 @@ pub struct Index {
     /// Who holds each MAC / IP. When files on disk already break the rule
     /// (written by others), the first name in sort order is kept here and the
     /// clash is listed in `duplicates`.
-    holders: HashMap<Key, Name>,
+    holders: Holders,
     /// Files that could not be indexed, with the reason.
     pub problems: Vec<Problem>,
     /// Address clashes found among files not written by this broker, by file.
@@ -170,7 +170,79 @@ pub struct Index {
     set_tag_hosts: usize,
     /// Entries by tag (by the tag's hash, to keep the map small; a lookup
     /// checks the tag itself), by `Kind as usize`.
-    tags: [HashMap<u64, Vec<Arc<Entry>>>; 2],
+    tags: [HashMap<u64, Tagged>; 2],
+}
+
+/// Who holds each MAC / IPv4 / IPv6, one map per kind of key (a map of
+/// [`Key`] would spend 40 bytes a slot on the widest variant).
+#[derive(Debug, Default)]
+struct Holders {
+    macs: HashMap<Mac, Name>,
+    v4: HashMap<Ipv4Addr, Name>,
+    v6: HashMap<Ipv6Addr, Name>,
+}
+
+impl Holders {
+    fn get(&self, key: &Key) -> Option<&Name> {
+        match key {
+            Key::Mac(m) => self.macs.get(m),
+            Key::V4(a) => self.v4.get(a),
+            Key::V6(a) => self.v6.get(a),
+        }
+    }
+
+    fn insert(&mut self, key: Key, name: Name) {
+        match key {
+            Key::Mac(m) => self.macs.insert(m, name),
+            Key::V4(a) => self.v4.insert(a, name),
+            Key::V6(a) => self.v6.insert(a, name),
+        };
+    }
+
+    fn remove(&mut self, key: &Key) {
+        match key {
+            Key::Mac(m) => self.macs.remove(m),
+            Key::V4(a) => self.v4.remove(a),
+            Key::V6(a) => self.v6.remove(a),
+        };
+    }
+}
+
+/// The entries carrying one tag. Most tags (Ironic's per-node tags) have
+/// one holder, kept without a vector of its own.
+#[derive(Debug)]
+enum Tagged {
+    One(Arc<Entry>),
+    Many(Vec<Arc<Entry>>),
+}
+
+impl Tagged {
+    fn as_slice(&self) -> &[Arc<Entry>] {
+        match self {
+            Tagged::One(e) => std::slice::from_ref(e),
+            Tagged::Many(v) => v,
+        }
+    }
+
+    fn push(&mut self, entry: Arc<Entry>) {
+        match self {
+            Tagged::One(first) => *self = Tagged::Many(vec![first.clone(), entry]),
+            Tagged::Many(v) => v.push(entry),
+        }
+    }
+
+    /// Removes `entry`; true when none is left.
+    fn remove(&mut self, entry: &Arc<Entry>) -> bool {
+        match self {
+            Tagged::One(e) => Arc::ptr_eq(e, entry),
+            Tagged::Many(v) => {
+                if let Some(at) = v.iter().position(|e| Arc::ptr_eq(e, entry)) {
+                    v.swap_remove(at);
+                }
+                v.is_empty()
+            }
+        }
+    }
 }
 
 /// The distinct tags an entry carries (set, match or option tags).
@@ -293,10 +365,14 @@ impl Index {
         }
         self.set_tag_hosts += usize::from(has_set_tags(spec));
         for tag in tags_of(spec) {
-            self.tags[kind as usize]
-                .entry(tag_hash(tag))
-                .or_default()
-                .push(entry.clone());
+            match self.tags[kind as usize].entry(tag_hash(tag)) {
+                std::collections::hash_map::Entry::Occupied(mut o) => {
+                    o.get_mut().push(entry.clone())
+                }
+                std::collections::hash_map::Entry::Vacant(v) => {
+                    v.insert(Tagged::One(entry.clone()));
+                }
+            }
         }
         self.map_mut(kind).insert(entry.name.clone(), entry);
         old
@@ -316,10 +392,7 @@ impl Index {
         for tag in tags_of(&old_spec) {
             let h = tag_hash(tag);
             if let Some(list) = self.tags[kind as usize].get_mut(&h) {
-                if let Some(at) = list.iter().position(|e| Arc::ptr_eq(e, &old)) {
-                    list.swap_remove(at);
-                }
-                if list.is_empty() {
+                if list.remove(&old) {
                     self.tags[kind as usize].remove(&h);
                 }
             }
@@ -403,7 +476,7 @@ impl Index {
         if let Some(tag) = q.tag.as_deref() {
             let list = self.tags[kind as usize]
                 .get(&tag_hash(tag))
-                .map(Vec::as_slice)
+                .map(Tagged::as_slice)
                 .unwrap_or_default();
             if list.len() <= 1024 || list.len() <= q.limit {
                 let mut found: Vec<Arc<Entry>> = list
