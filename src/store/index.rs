@@ -170,7 +170,7 @@ pub struct Index {
     set_tag_hosts: usize,
     /// Entries by tag (by the tag's hash, to keep the map small; a lookup
     /// checks the tag itself), by `Kind as usize`.
-    tags: [HashMap<u64, Tagged>; 2],
+    tags: [TagMap; 2],
 }
 
 /// Who holds each MAC / IPv4 / IPv6, one map per kind of key (a map of
@@ -244,6 +244,51 @@ impl Tagged {
         }
     }
 }
+
+/// What the index needs of a spec: its exclusive keys and its tags'
+/// hashes. Computed where the file was parsed (on the scan's workers), so
+/// indexing needs neither the spec nor a second parse.
+#[derive(Debug, Default)]
+pub(crate) struct Digest {
+    keys: Vec<Key>,
+    tags: Vec<u64>,
+    set_tags: bool,
+}
+
+impl Digest {
+    pub(crate) fn of(spec: &Spec) -> Digest {
+        let mut tags: Vec<u64> = tags_of(spec).into_iter().map(tag_hash).collect();
+        tags.sort_unstable();
+        tags.dedup();
+        Digest {
+            keys: keys_of(spec),
+            tags,
+            set_tags: has_set_tags(spec),
+        }
+    }
+}
+
+/// A hasher for keys that are already hashes (the tag map's `u64`s).
+#[derive(Default)]
+struct Prehashed(u64);
+
+impl std::hash::Hasher for Prehashed {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(*b);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+}
+
+type TagMap = HashMap<u64, Tagged, std::hash::BuildHasherDefault<Prehashed>>;
 
 /// The distinct tags an entry carries (set, match or option tags).
 fn tags_of(spec: &Spec) -> Vec<&str> {
@@ -342,16 +387,50 @@ impl Index {
 
     /// Inserts or replaces an entry, keeping the address maps in step.
     pub fn insert(&mut self, entry: Arc<Entry>) -> Option<Arc<Entry>> {
-        let spec = entry.spec();
-        self.insert_parsed(entry, &spec)
-    }
-
-    /// [`Index::insert`] for an entry whose spec is at hand.
-    pub(crate) fn insert_parsed(&mut self, entry: Arc<Entry>, spec: &Spec) -> Option<Arc<Entry>> {
+        let digest = Digest::of(&entry.spec());
         let kind = entry.kind();
         self.forget_unparsed(kind, entry.name.as_str());
         let old = self.remove(kind, entry.name.as_str());
-        for key in keys_of(spec) {
+        self.add(entry, &digest);
+        old
+    }
+
+    /// Takes over `other`'s entries, files and problems of `kind` (an
+    /// index built from that directory alone).
+    pub(crate) fn absorb(&mut self, mut other: Index, kind: Kind) {
+        let k = kind as usize;
+        *self.map_mut(kind) = std::mem::take(other.map_mut(kind));
+        self.stamps[k] = std::mem::take(&mut other.stamps[k]);
+        self.unparsed[k] = std::mem::take(&mut other.unparsed[k]);
+        self.tags[k] = std::mem::take(&mut other.tags[k]);
+        self.problems.append(&mut other.problems);
+        if kind == Kind::Host {
+            self.holders = other.holders;
+            self.duplicates.append(&mut other.duplicates);
+            self.set_tag_hosts = other.set_tag_hosts;
+        }
+    }
+
+    /// Makes room for `n` more entries of a kind (before a scan).
+    pub(crate) fn reserve(&mut self, kind: Kind, n: usize) {
+        self.stamps[kind as usize].reserve(n);
+        self.tags[kind as usize].reserve(n);
+        if kind == Kind::Host {
+            self.holders.macs.reserve(n);
+        }
+    }
+
+    /// Adds an entry whose name the index does not hold yet (a scan lists
+    /// each name once), with its stamp.
+    pub(crate) fn add_new(&mut self, entry: Arc<Entry>, digest: &Digest, stamp: Stamp) {
+        self.stamps[entry.kind() as usize].insert(entry.name.clone(), stamp);
+        self.add(entry, digest);
+    }
+
+    /// Adds an entry under a name no entry holds.
+    fn add(&mut self, entry: Arc<Entry>, digest: &Digest) {
+        let kind = entry.kind();
+        for &key in &digest.keys {
             match self.holders.get(&key) {
                 Some(holder) if holder != &entry.name => {
                     let reason = format!("{} `{key}` is also held by `{holder}`", key.field());
@@ -363,9 +442,9 @@ impl Index {
                 }
             }
         }
-        self.set_tag_hosts += usize::from(has_set_tags(spec));
-        for tag in tags_of(spec) {
-            match self.tags[kind as usize].entry(tag_hash(tag)) {
+        self.set_tag_hosts += usize::from(digest.set_tags);
+        for &tag in &digest.tags {
+            match self.tags[kind as usize].entry(tag) {
                 std::collections::hash_map::Entry::Occupied(mut o) => {
                     o.get_mut().push(entry.clone())
                 }
@@ -375,7 +454,6 @@ impl Index {
             }
         }
         self.map_mut(kind).insert(entry.name.clone(), entry);
-        old
     }
 
     /// Removes an entry (or an unparsable file's record), releasing its
@@ -388,9 +466,9 @@ impl Index {
         let old = self.map_mut(kind).remove(name)?;
         self.stamps[kind as usize].remove(name);
         let old_spec = old.spec();
-        self.set_tag_hosts -= usize::from(has_set_tags(&old_spec));
-        for tag in tags_of(&old_spec) {
-            let h = tag_hash(tag);
+        let digest = Digest::of(&old_spec);
+        self.set_tag_hosts -= usize::from(digest.set_tags);
+        for &h in &digest.tags {
             if let Some(list) = self.tags[kind as usize].get_mut(&h) {
                 if list.remove(&old) {
                     self.tags[kind as usize].remove(&h);
@@ -398,7 +476,7 @@ impl Index {
             }
         }
         let mut released = Vec::new();
-        for key in keys_of(&old_spec) {
+        for &key in &digest.keys {
             if self.holders.get(&key).map(|n| n.as_str()) == Some(name) {
                 self.holders.remove(&key);
                 released.push(key);

@@ -49,65 +49,78 @@ pub(crate) fn dir_mtimes(config: &StoreConfig) -> [Option<SystemTime>; 2] {
     [Kind::Host, Kind::Option].map(|k| fs::metadata(config.dir(k)).and_then(|m| m.modified()).ok())
 }
 
-/// Reads both directories. The caller holds the locks; with `clean`, stale
-/// temp files left by a killed broker are removed.
+/// Reads both directories, both at once. The caller holds the locks; with
+/// `clean`, stale temp files left by a killed broker are removed.
 pub(crate) fn scan(config: &StoreConfig, clean: bool) -> Result<Index, FsError> {
+    let (hosts, options) = std::thread::scope(|s| {
+        let options = s.spawn(|| scan_kind(config, Kind::Option, clean));
+        let hosts = scan_kind(config, Kind::Host, clean);
+        (hosts, options.join())
+    });
+    let mut index = hosts?;
+    let options = options.unwrap_or_else(|panic| std::panic::resume_unwind(panic))?;
+    index.absorb(options, Kind::Option);
+    Ok(index)
+}
+
+/// Reads one directory into an index of its own.
+fn scan_kind(config: &StoreConfig, kind: Kind, clean: bool) -> Result<Index, FsError> {
     let mut index = Index::default();
-    for kind in [Kind::Host, Kind::Option] {
-        let dir = config.dir(kind);
-        let mut names: Vec<String> = Vec::new();
-        let rd = fs::read_dir(dir).map_err(|e| FsError::new("list", dir, e))?;
-        for item in rd {
-            let item = item.map_err(|e| FsError::new("list", dir, e))?;
-            let Ok(file_name) = item.file_name().into_string() else {
-                index
-                    .problems
-                    .push(problem(kind, &item.file_name().to_string_lossy(), NOT_UTF8));
+    let dir = config.dir(kind);
+    let mut names: Vec<String> = Vec::new();
+    let rd = fs::read_dir(dir).map_err(|e| FsError::new("list", dir, e))?;
+    for item in rd {
+        let item = item.map_err(|e| FsError::new("list", dir, e))?;
+        let Ok(file_name) = item.file_name().into_string() else {
+            index
+                .problems
+                .push(problem(kind, &item.file_name().to_string_lossy(), NOT_UTF8));
+            continue;
+        };
+        if let Some(original) = fsio::parked_name(&file_name).filter(|_| clean) {
+            // Killed mid-replace: the old version was parked and the new
+            // one never linked. Put the old one back (the replace was
+            // never acknowledged).
+            let (parked, target) = (item.path(), dir.join(original));
+            if !target.exists() && fs::rename(&parked, &target).is_ok() {
+                tracing::warn!(file = %target.display(), "restored an entry left parked by an interrupted replace");
+                names.push(original.to_string());
                 continue;
-            };
-            if let Some(original) = fsio::parked_name(&file_name).filter(|_| clean) {
-                // Killed mid-replace: the old version was parked and the new
-                // one never linked. Put the old one back (the replace was
-                // never acknowledged).
-                let (parked, target) = (item.path(), dir.join(original));
-                if !target.exists() && fs::rename(&parked, &target).is_ok() {
-                    tracing::warn!(file = %target.display(), "restored an entry left parked by an interrupted replace");
-                    names.push(original.to_string());
-                    continue;
-                }
             }
-            if fsio::is_stale_temp(&file_name) {
-                if clean {
-                    let path = item.path();
-                    match fs::remove_file(&path) {
-                        Ok(()) => {
-                            tracing::info!(path = %path.display(), "removed a stale temp file")
-                        }
-                        Err(e) => {
-                            tracing::warn!(path = %path.display(), "could not remove a stale temp file: {e}")
-                        }
+        }
+        if fsio::is_stale_temp(&file_name) {
+            if clean {
+                let path = item.path();
+                match fs::remove_file(&path) {
+                    Ok(()) => {
+                        tracing::info!(path = %path.display(), "removed a stale temp file")
+                    }
+                    Err(e) => {
+                        tracing::warn!(path = %path.display(), "could not remove a stale temp file: {e}")
                     }
                 }
-                continue;
             }
-            names.push(file_name);
+            continue;
         }
-        names.sort();
-        let dir_fd = fs::File::open(dir).map_err(|e| FsError::new("open", dir, e))?;
-        // Files are opened relative to the directory and stat'ed through
-        // the open file (one path lookup, no second stat), on every core,
-        // and indexed here in name order while the workers read ahead.
-        read_each(&dir_fd, kind, &names, |f| {
-            index.problems.extend(f.problems);
-            if let Some((name, u)) = f.unparsed {
-                index.set_unparsed_quiet(kind, name, u);
-            }
-            if let (Some(entry), Some(spec), Some(stamp)) = (f.entry, f.spec, f.stamp) {
-                index.set_stamp(kind, entry.name.clone(), stamp);
-                index.insert_parsed(Arc::new(entry), &spec);
-            }
-        });
+        names.push(file_name);
     }
+    names.sort();
+    // A parked entry restored while listing may be listed twice.
+    names.dedup();
+    let dir_fd = fs::File::open(dir).map_err(|e| FsError::new("open", dir, e))?;
+    // Files are opened relative to the directory and stat'ed through
+    // the open file (one path lookup, no second stat), on every core,
+    // and indexed here in name order while the workers read ahead.
+    index.reserve(kind, names.len());
+    read_each(&dir_fd, kind, &names, |f| {
+        index.problems.extend(f.problems);
+        if let Some((name, u)) = f.unparsed {
+            index.set_unparsed_quiet(kind, name, u);
+        }
+        if let (Some(entry), Some(digest), Some(stamp)) = (f.entry, f.digest, f.stamp) {
+            index.add_new(Arc::new(entry), &digest, stamp);
+        }
+    });
     Ok(index)
 }
 
@@ -245,9 +258,9 @@ fn read_each(dir: &fs::File, kind: Kind, names: &[String], mut take: impl FnMut(
 pub(crate) struct FileRead {
     /// A usable entry.
     pub(crate) entry: Option<Entry>,
-    /// The entry's spec, parsed from the file (so indexing it needs no
+    /// What the index needs of the entry's spec (so indexing it needs no
     /// second parse).
-    pub(crate) spec: Option<Spec>,
+    pub(crate) digest: Option<super::index::Digest>,
     /// A file under an entry name that does not parse.
     pub(crate) unparsed: Option<(Name, super::Unparsed)>,
     /// Why the file is a problem (several reasons possible).
@@ -365,8 +378,8 @@ pub(crate) fn read_file(dir: &fs::File, kind: Kind, file_name: &str) -> FileRead
             let etag = Etag::of(&bytes);
             let text = String::from_utf8(bytes)
                 .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
+            out.digest = Some(super::index::Digest::of(&spec));
             out.entry = Some(Entry::read(name, kind, text, etag));
-            out.spec = Some(spec);
         }
         Err(e) => {
             let reason = e.message;
