@@ -169,8 +169,18 @@ pub(crate) fn suspects(
             {
                 continue;
             }
-            let stamp = fs::metadata(item.path()).ok().map(|m| Stamp::of(&m));
-            listed.push((file_name, stamp));
+            listed.push((file_name, None));
+        }
+        // Stat'ed concurrently: on a network filesystem a stat of a file
+        // another node just wrote waits for the metadata server, and many
+        // such waits overlap.
+        let stamps = par_map(&listed, |(file_name, _)| {
+            fs::metadata(dir.join(file_name))
+                .ok()
+                .map(|m| Stamp::of(&m))
+        });
+        for ((_, stamp), found) in listed.iter_mut().zip(stamps) {
+            *stamp = found;
         }
         let listed_names: HashSet<&str> = listed.iter().map(|(n, _)| n.as_str()).collect();
         // Compare in chunks, so the writer never waits long for the lock.
@@ -204,6 +214,39 @@ pub(crate) fn suspects(
 }
 
 const NOT_UTF8: &str = "the name is not UTF-8";
+
+/// `f` over `items` on up to 16 threads, results in order. For work that
+/// waits (on a network filesystem, each stat or open of a file another
+/// node just changed waits for the metadata server), not for CPU.
+pub(crate) fn par_map<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    const CHUNK: usize = 64;
+    if items.len() < 4 {
+        return items.iter().map(f).collect();
+    }
+    let threads = items.len().min(16);
+    let chunk = items.len().div_ceil(threads).min(CHUNK);
+    let parts: Vec<&[T]> = items.chunks(chunk).collect();
+    let next = AtomicUsize::new(0);
+    let done: Vec<std::sync::Mutex<Vec<R>>> = parts
+        .iter()
+        .map(|_| std::sync::Mutex::new(Vec::new()))
+        .collect();
+    std::thread::scope(|s| {
+        for _ in 0..threads.min(parts.len()) {
+            let (next, parts, done, f) = (&next, &parts, &done, &f);
+            s.spawn(move || loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let Some(part) = parts.get(i) else { break };
+                let out: Vec<R> = part.iter().map(f).collect();
+                *done[i].lock().unwrap_or_else(|p| p.into_inner()) = out;
+            });
+        }
+    });
+    done.into_iter()
+        .flat_map(|m| m.into_inner().unwrap_or_else(|p| p.into_inner()))
+        .collect()
+}
 
 /// Reads `names` of one directory on every core (up to 8), handing each
 /// file to `take` in name order on the calling thread. The workers take

@@ -353,10 +353,14 @@ impl Writer {
             dirs.push(std::fs::File::open(dir).map_err(|e| FsError::new("open", dir, e))?);
         }
         let mut extra = Vec::new();
+        // Read concurrently (see scan::par_map), applied in order.
+        let reads = scan::par_map(&suspects, |(kind, file)| {
+            scan::read_file(&dirs[*kind as usize], *kind, file)
+        });
         let mut found: Vec<Found> = suspects
             .into_iter()
-            .map(|(kind, file)| {
-                let read = scan::read_file(&dirs[kind as usize], kind, &file);
+            .zip(reads)
+            .map(|((kind, file), read)| {
                 let new = read.entry.map(Arc::new);
                 extra.push((kind, read.problems, read.unparsed));
                 (kind, file, new, read.stamp)
