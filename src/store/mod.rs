@@ -654,6 +654,7 @@ impl Store {
         self.tx
             .send(writer::Request::Refresh {
                 suspects: None,
+                listed_at: None,
                 reply,
             })
             .map_err(|_| StoreError::ShuttingDown)?;
@@ -682,6 +683,7 @@ impl Store {
         self.tx
             .send(writer::Request::Refresh {
                 suspects: Some(suspects),
+                listed_at: Some(before),
                 reply,
             })
             .map_err(|_| StoreError::ShuttingDown)?;

@@ -40,6 +40,8 @@ pub(crate) enum Request {
     Refresh {
         /// Only these files (found off the writer thread); `None`: all.
         suspects: Option<Vec<(Kind, String)>>,
+        /// The directories' mtimes from before the suspects were listed.
+        listed_at: Option<[Option<std::time::SystemTime>; 2]>,
         reply: oneshot::Sender<Result<u64, StoreError>>,
     },
     /// Catch up with other brokers' commits (from the change journal, or a
@@ -132,6 +134,11 @@ impl Writer {
             .observe(waited.elapsed().as_secs_f64());
         let mut reload = GroupReload::default();
         let mut moved = false;
+        // The directories as the index will reflect them, for the dirs this
+        // group does not write: from before anything was listed, so a
+        // change made meanwhile by a writer that takes no lock still
+        // differs at the next poll.
+        let mut baseline = scan::dir_mtimes(config);
         // Changes found by the mtime check before the group's requests.
         let mut found_first = 0u64;
         match locks.hosts.generation() {
@@ -175,7 +182,7 @@ impl Writer {
                     .seen_mtimes
                     .lock()
                     .unwrap_or_else(|p| p.into_inner());
-                if scan::dir_mtimes(config) != seen {
+                if baseline != seen {
                     match self.rescan(&mut reload, true) {
                         Ok(n) => found_first = n,
                         Err(e) => return self.fail_group(group, e),
@@ -199,7 +206,14 @@ impl Writer {
                     let result = self.apply(&ops, &actor, &mut touched, &mut early, &mut changed);
                     answers.push(Answer::Apply(reply, result));
                 }
-                Request::Refresh { reply, suspects } => {
+                Request::Refresh {
+                    reply,
+                    suspects,
+                    listed_at,
+                } => {
+                    if let Some(at) = listed_at {
+                        baseline = at;
+                    }
                     let result = match suspects {
                         Some(s) => self.reconcile(s, &mut reload),
                         None => self.rescan(&mut reload, false),
@@ -245,11 +259,15 @@ impl Writer {
                 tracing::error!("{e}");
             }
         }
+        // A written directory is noted as it is now: its mtime moved with
+        // this group's own renames.
+        let now = scan::dir_mtimes(config);
         *self
             .shared
             .seen_mtimes
             .lock()
-            .unwrap_or_else(|p| p.into_inner()) = scan::dir_mtimes(config);
+            .unwrap_or_else(|p| p.into_inner()) =
+            [0, 1].map(|k| if touched[k] { now[k] } else { baseline[k] });
         drop(locks);
 
         for a in &answers {
