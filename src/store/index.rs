@@ -209,25 +209,61 @@ impl Holders {
 }
 
 /// The entries carrying one tag. Most tags (Ironic's per-node tags) have
-/// one holder, kept without a vector of its own.
+/// one holder, kept without a collection of its own; a tag most entries
+/// carry (`ironic`) is a set, so removing one of 100,000 holders is O(1).
 #[derive(Debug)]
 enum Tagged {
     One(Arc<Entry>),
-    Many(Vec<Arc<Entry>>),
+    Many(std::collections::HashSet<ByPtr>),
+}
+
+/// An entry compared and hashed by identity (the index holds one `Arc` per
+/// entry).
+#[derive(Debug, Clone)]
+struct ByPtr(Arc<Entry>);
+
+impl PartialEq for ByPtr {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for ByPtr {}
+
+impl std::hash::Hash for ByPtr {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        std::ptr::hash(Arc::as_ptr(&self.0), state)
+    }
 }
 
 impl Tagged {
-    fn as_slice(&self) -> &[Arc<Entry>] {
+    fn len(&self) -> usize {
         match self {
-            Tagged::One(e) => std::slice::from_ref(e),
-            Tagged::Many(v) => v,
+            Tagged::One(_) => 1,
+            Tagged::Many(set) => set.len(),
+        }
+    }
+
+    /// The holders `keep` admits, in no particular order.
+    fn matching(&self, keep: impl Fn(&Entry) -> bool) -> Vec<Arc<Entry>> {
+        match self {
+            Tagged::One(e) => Vec::from_iter(keep(e).then(|| e.clone())),
+            Tagged::Many(set) => set
+                .iter()
+                .filter(|e| keep(&e.0))
+                .map(|e| e.0.clone())
+                .collect(),
         }
     }
 
     fn push(&mut self, entry: Arc<Entry>) {
         match self {
-            Tagged::One(first) => *self = Tagged::Many(vec![first.clone(), entry]),
-            Tagged::Many(v) => v.push(entry),
+            Tagged::One(first) => {
+                *self = Tagged::Many([ByPtr(first.clone()), ByPtr(entry)].into_iter().collect())
+            }
+            Tagged::Many(set) => {
+                set.insert(ByPtr(entry));
+            }
         }
     }
 
@@ -235,11 +271,9 @@ impl Tagged {
     fn remove(&mut self, entry: &Arc<Entry>) -> bool {
         match self {
             Tagged::One(e) => Arc::ptr_eq(e, entry),
-            Tagged::Many(v) => {
-                if let Some(at) = v.iter().position(|e| Arc::ptr_eq(e, entry)) {
-                    v.swap_remove(at);
-                }
-                v.is_empty()
+            Tagged::Many(set) => {
+                set.remove(&ByPtr(entry.clone()));
+                set.is_empty()
             }
         }
     }
@@ -552,18 +586,19 @@ impl Index {
         // carry is cheaper to find by walking in name order, which stops at
         // `limit`.)
         if let Some(tag) = q.tag.as_deref() {
-            let list = self.tags[kind as usize]
-                .get(&tag_hash(tag))
-                .map(Tagged::as_slice)
-                .unwrap_or_default();
-            if list.len() <= 1024 || list.len() <= q.limit {
-                let mut found: Vec<Arc<Entry>> = list
-                    .iter()
-                    .filter(|e| e.spec().has_tag(tag))
-                    .cloned()
-                    .collect();
+            let list = self.tags[kind as usize].get(&tag_hash(tag));
+            let holders = list.map_or(0, Tagged::len);
+            if holders <= 1024 || holders <= q.limit {
+                let mut found: Vec<Arc<Entry>> =
+                    list.map_or_else(Vec::new, |l| l.matching(|e| e.spec().has_tag(tag)));
                 found.sort_unstable_by(|a, b| a.name.cmp(&b.name));
-                return self.finish_list(found, q);
+                // The tag is checked: the rest of the query need not parse
+                // each entry again for it.
+                let rest = ListQuery {
+                    tag: None,
+                    ..q.clone()
+                };
+                return self.finish_list(found, &rest);
             }
         }
         self.scan_list(kind, q)
