@@ -215,16 +215,23 @@ pub(crate) fn suspects(
 
 const NOT_UTF8: &str = "the name is not UTF-8";
 
-/// `f` over `items` on up to 16 threads, results in order. For work that
+/// `f` over `items` on several threads, results in order. For work that
 /// waits (on a network filesystem, each stat or open of a file another
-/// node just changed waits for the metadata server), not for CPU.
+/// node just changed waits for the metadata server).
 pub(crate) fn par_map<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
     use std::sync::atomic::{AtomicUsize, Ordering};
     const CHUNK: usize = 64;
     if items.len() < 4 {
         return items.iter().map(f).collect();
     }
-    let threads = items.len().min(16);
+    // Many threads for a few files that may each wait; for a pass over a
+    // whole large directory (CPU-bound on a local disk) one per core, so
+    // it does not starve the writer or leave memory in many thread arenas.
+    let threads = if items.len() <= 4096 {
+        items.len().min(16)
+    } else {
+        std::thread::available_parallelism().map_or(2, |n| n.get().min(8))
+    };
     let chunk = items.len().div_ceil(threads).min(CHUNK);
     let parts: Vec<&[T]> = items.chunks(chunk).collect();
     let next = AtomicUsize::new(0);

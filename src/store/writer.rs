@@ -59,10 +59,12 @@ pub(crate) fn spawn(
     reloads: Arc<dyn ReloadSink>,
 ) -> Sender<Request> {
     let (tx, rx) = std::sync::mpsc::channel();
+    let locked_mtimes = *shared.seen_mtimes.lock().unwrap_or_else(|p| p.into_inner());
     let writer = Writer {
         shared,
         generation,
         reloads,
+        locked_mtimes,
     };
     std::thread::Builder::new()
         .name("store-writer".into())
@@ -77,6 +79,12 @@ struct Writer {
     /// The generation this broker last saw in (or wrote to) the lock file.
     generation: u64,
     reloads: Arc<dyn ReloadSink>,
+    /// The directories' mtimes when this writer last let go of the lock:
+    /// other brokers write only under it, so a different mtime at the next
+    /// group means one did (whatever the generation, which a CephFS client
+    /// may read stale). Changes by writers that take no lock are the
+    /// watcher's to find (see `Shared::seen_mtimes`).
+    locked_mtimes: [Option<std::time::SystemTime>; 2],
 }
 
 /// What one request did, before the group's fsync decides its answer.
@@ -177,12 +185,7 @@ impl Writer {
                 // metadata the MDS keeps coherent. Every broker commit
                 // renames or unlinks, so it moves the mtime: when it moved
                 // since this broker last looked, check the files first.
-                let seen = *self
-                    .shared
-                    .seen_mtimes
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner());
-                if baseline != seen {
+                if baseline != self.locked_mtimes {
                     match self.rescan(&mut reload, true) {
                         Ok(n) => found_first = n,
                         Err(e) => return self.fail_group(group, e),
@@ -262,6 +265,7 @@ impl Writer {
         // A written directory is noted as it is now: its mtime moved with
         // this group's own renames.
         let now = scan::dir_mtimes(config);
+        self.locked_mtimes = now;
         *self
             .shared
             .seen_mtimes
