@@ -267,6 +267,12 @@ impl DirLock {
         }
     }
 
+    /// When the lock file was last written (every broker commit rewrites
+    /// the generation in it).
+    pub(crate) fn modified(&self) -> Option<std::time::SystemTime> {
+        self.file.metadata().and_then(|m| m.modified()).ok()
+    }
+
     /// The generation stored in the lock file (0 when empty or unreadable).
     pub(crate) fn generation(&mut self) -> Result<u64, FsError> {
         // Only the first line: the change journal follows it.

@@ -59,12 +59,14 @@ pub(crate) fn spawn(
     reloads: Arc<dyn ReloadSink>,
 ) -> Sender<Request> {
     let (tx, rx) = std::sync::mpsc::channel();
-    let locked_mtimes = *shared.seen_mtimes.lock().unwrap_or_else(|p| p.into_inner());
+    let committed_at = std::fs::metadata(shared.config.hosts_dir.join(fsio::LOCK_FILE))
+        .and_then(|m| m.modified())
+        .ok();
     let writer = Writer {
         shared,
         generation,
         reloads,
-        locked_mtimes,
+        committed_at,
     };
     std::thread::Builder::new()
         .name("store-writer".into())
@@ -79,12 +81,14 @@ struct Writer {
     /// The generation this broker last saw in (or wrote to) the lock file.
     generation: u64,
     reloads: Arc<dyn ReloadSink>,
-    /// The directories' mtimes when this writer last let go of the lock:
-    /// other brokers write only under it, so a different mtime at the next
-    /// group means one did (whatever the generation, which a CephFS client
-    /// may read stale). Changes by writers that take no lock are the
-    /// watcher's to find (see `Shared::seen_mtimes`).
-    locked_mtimes: [Option<std::time::SystemTime>; 2],
+    /// The lock file's mtime when this writer last let go of the lock.
+    /// Every broker commit rewrites the generation in it, so a different
+    /// mtime at the next group means another broker committed, whatever
+    /// generation a CephFS client reads (its data can be stale; its mtime
+    /// is metadata the MDS keeps coherent). Changes by writers that take no
+    /// lock are the watcher's to find, off this thread (see
+    /// `Shared::seen_mtimes`): a full stat pass here would stall writes.
+    committed_at: Option<std::time::SystemTime>,
 }
 
 /// What one request did, before the group's fsync decides its answer.
@@ -181,11 +185,11 @@ impl Writer {
             Ok(_) => {
                 // The generation is data rewritten in place, and a CephFS
                 // client can read stale bytes of it even under the flock
-                // (seen across two ceph-fuse mounts); a directory's mtime is
-                // metadata the MDS keeps coherent. Every broker commit
-                // renames or unlinks, so it moves the mtime: when it moved
-                // since this broker last looked, check the files first.
-                if baseline != self.locked_mtimes {
+                // (seen across two ceph-fuse mounts); the lock file's mtime
+                // is metadata the MDS keeps coherent, and every broker
+                // commit moves it: when it moved since this writer let go
+                // of the lock, another broker committed: check the files.
+                if locks.hosts.modified() != self.committed_at {
                     match self.rescan(&mut reload, true) {
                         Ok(n) => found_first = n,
                         Err(e) => return self.fail_group(group, e),
@@ -264,8 +268,8 @@ impl Writer {
         }
         // A written directory is noted as it is now: its mtime moved with
         // this group's own renames.
+        self.committed_at = locks.hosts.modified();
         let now = scan::dir_mtimes(config);
-        self.locked_mtimes = now;
         *self
             .shared
             .seen_mtimes
