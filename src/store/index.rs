@@ -83,6 +83,18 @@ pub struct Stamp {
 }
 
 impl Stamp {
+    /// The stamp of a raw `stat`.
+    pub(crate) fn from_stat(st: &nix::sys::stat::FileStat) -> Stamp {
+        Stamp {
+            ino: st.st_ino,
+            size: st.st_size as u64,
+            mtime_ns: st
+                .st_mtime
+                .saturating_mul(1_000_000_000)
+                .saturating_add(st.st_mtime_nsec),
+        }
+    }
+
     /// The stamp of a file's metadata.
     pub fn of(meta: &std::fs::Metadata) -> Stamp {
         use std::os::unix::fs::MetadataExt;

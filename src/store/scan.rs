@@ -5,7 +5,6 @@
 //! parse, names dnsmasq reads but the API cannot address, and address clashes
 //! are all listed as problems for status and logs.
 
-use std::collections::HashSet;
 use std::fs;
 use std::sync::{Arc, RwLock};
 use std::time::SystemTime;
@@ -136,28 +135,41 @@ pub(crate) fn suspects(
     index: &RwLock<Index>,
     clean: bool,
 ) -> Result<Vec<(Kind, String)>, FsError> {
+    use nix::fcntl::{AtFlags, OFlag};
     let mut out = Vec::new();
     for kind in [Kind::Host, Kind::Option] {
         let dir = config.dir(kind);
-        let mut listed: Vec<(String, Option<Stamp>)> = Vec::new();
-        let rd = fs::read_dir(dir).map_err(|e| FsError::new("list", dir, e))?;
-        for item in rd {
-            let item = item.map_err(|e| FsError::new("list", dir, e))?;
-            let Ok(file_name) = item.file_name().into_string() else {
+        let list_err = |e: nix::errno::Errno| FsError::new("list", dir, std::io::Error::from(e));
+        // Names go into one buffer, not a string each: this pass runs over
+        // every file once a minute, and 100,000s of small allocations on
+        // short-lived threads leave memory behind in their arenas.
+        let mut listed = Listing::default();
+        let mut entries = nix::dir::Dir::open(
+            dir,
+            OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+            nix::sys::stat::Mode::empty(),
+        )
+        .map_err(list_err)?;
+        for item in entries.iter() {
+            let item = item.map_err(list_err)?;
+            let Ok(file_name) = item.file_name().to_str() else {
                 continue;
             };
+            if file_name == "." || file_name == ".." {
+                continue;
+            }
             if file_name.starts_with('.') {
                 if clean {
-                    if let Some(original) = fsio::parked_name(&file_name) {
-                        let (parked, target) = (item.path(), dir.join(original));
+                    if let Some(original) = fsio::parked_name(file_name) {
+                        let (parked, target) = (dir.join(file_name), dir.join(original));
                         if !target.exists() && fs::rename(&parked, &target).is_ok() {
                             tracing::warn!(file = %target.display(), "restored an entry left parked by an interrupted replace");
-                            listed.push((original.to_string(), None));
+                            listed.push(original);
                             continue;
                         }
                     }
-                    if fsio::is_stale_temp(&file_name) {
-                        let path = item.path();
+                    if fsio::is_stale_temp(file_name) {
+                        let path = dir.join(file_name);
                         if let Err(e) = fs::remove_file(&path) {
                             tracing::warn!(path = %path.display(), "could not remove a stale temp file: {e}")
                         }
@@ -169,34 +181,49 @@ pub(crate) fn suspects(
             {
                 continue;
             }
-            listed.push((file_name, None));
+            listed.push(file_name);
         }
+        drop(entries);
+        let dir_fd = fs::File::open(dir).map_err(|e| FsError::new("open", dir, e))?;
         // Stat'ed concurrently: on a network filesystem a stat of a file
         // another node just wrote waits for the metadata server, and many
-        // such waits overlap.
-        let stamps = par_map(&listed, |(file_name, _)| {
-            fs::metadata(dir.join(file_name))
-                .ok()
-                .map(|m| Stamp::of(&m))
-        });
-        for ((_, stamp), found) in listed.iter_mut().zip(stamps) {
-            *stamp = found;
-        }
-        let listed_names: HashSet<&str> = listed.iter().map(|(n, _)| n.as_str()).collect();
-        // Compare in chunks, so the writer never waits long for the lock.
-        for chunk in listed.chunks(4096) {
+        // such waits overlap. Many threads for a small directory, one per
+        // core for a large one (CPU-bound on a local disk). In chunks, so
+        // the writer never waits long for the index lock and only one
+        // chunk's stamps are held at a time.
+        let threads = if listed.spans.len() <= 4096 {
+            16
+        } else {
+            std::thread::available_parallelism().map_or(2, |n| n.get().min(8))
+        };
+        for spans in listed.spans.chunks(4096) {
+            let stamps = par_map(spans, threads, |&span| {
+                nix::sys::stat::fstatat(&dir_fd, listed.c_name(span), AtFlags::empty())
+                    .ok()
+                    .map(|st| Stamp::from_stat(&st))
+            });
             let index = index.read().unwrap_or_else(|p| p.into_inner());
-            for (name, stamp) in chunk {
-                if stamp.is_none() || index.stamp_of(kind, name) != *stamp {
-                    out.push((kind, name.clone()));
+            for (&span, stamp) in spans.iter().zip(stamps) {
+                let name = listed.name(span);
+                if stamp.is_none() || index.stamp_of(kind, name) != stamp {
+                    out.push((kind, name.to_string()));
                 }
             }
         }
+        // Known to the index but not listed: gone. (Sorted in place and
+        // searched, rather than a set of 100,000s of names built per pass.)
+        let mut spans = std::mem::take(&mut listed.spans);
+        spans.sort_unstable_by(|a, b| listed.name(*a).cmp(listed.name(*b)));
+        let listed_has = |name: &str| {
+            spans
+                .binary_search_by(|s| listed.name(*s).cmp(name))
+                .is_ok()
+        };
         let index = index.read().unwrap_or_else(|p| p.into_inner());
         out.extend(
             index
                 .known_names(kind)
-                .filter(|n| !listed_names.contains(n.as_str()))
+                .filter(|n| !listed_has(n.as_str()))
                 .map(|n| (kind, n.to_string())),
         );
         // Problem files (bad names, unreadable) are re-read every time.
@@ -213,25 +240,50 @@ pub(crate) fn suspects(
     Ok(out)
 }
 
+/// File names in one buffer, each followed by a NUL (so it can be passed to
+/// `fstatat` as is).
+#[derive(Default)]
+struct Listing {
+    bytes: Vec<u8>,
+    /// Start and end (without the NUL) of each name.
+    spans: Vec<(u32, u32)>,
+}
+
+impl Listing {
+    fn push(&mut self, name: &str) {
+        let start = self.bytes.len() as u32;
+        self.bytes.extend_from_slice(name.as_bytes());
+        self.spans.push((start, self.bytes.len() as u32));
+        self.bytes.push(0);
+    }
+
+    fn name(&self, (start, end): (u32, u32)) -> &str {
+        // Only whole `&str`s are pushed, so a span is valid UTF-8.
+        std::str::from_utf8(&self.bytes[start as usize..end as usize]).unwrap_or_default()
+    }
+
+    fn c_name(&self, (start, end): (u32, u32)) -> &std::ffi::CStr {
+        std::ffi::CStr::from_bytes_with_nul(&self.bytes[start as usize..=end as usize])
+            .unwrap_or_default()
+    }
+}
+
 const NOT_UTF8: &str = "the name is not UTF-8";
 
-/// `f` over `items` on several threads, results in order. For work that
-/// waits (on a network filesystem, each stat or open of a file another
-/// node just changed waits for the metadata server).
-pub(crate) fn par_map<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
+/// `f` over `items` on up to `threads` threads, results in order. For work
+/// that waits (on a network filesystem, each stat or open of a file
+/// another node just changed waits for the metadata server).
+pub(crate) fn par_map<T: Sync, R: Send>(
+    items: &[T],
+    threads: usize,
+    f: impl Fn(&T) -> R + Sync,
+) -> Vec<R> {
     use std::sync::atomic::{AtomicUsize, Ordering};
     const CHUNK: usize = 64;
     if items.len() < 4 {
         return items.iter().map(f).collect();
     }
-    // Many threads for a few files that may each wait; for a pass over a
-    // whole large directory (CPU-bound on a local disk) one per core, so
-    // it does not starve the writer or leave memory in many thread arenas.
-    let threads = if items.len() <= 4096 {
-        items.len().min(16)
-    } else {
-        std::thread::available_parallelism().map_or(2, |n| n.get().min(8))
-    };
+    let threads = threads.clamp(1, items.len());
     let chunk = items.len().div_ceil(threads).min(CHUNK);
     let parts: Vec<&[T]> = items.chunks(chunk).collect();
     let next = AtomicUsize::new(0);

@@ -380,7 +380,7 @@ impl Writer {
         }
         let mut extra = Vec::new();
         // Read concurrently (see scan::par_map), applied in order.
-        let reads = scan::par_map(&suspects, |(kind, file)| {
+        let reads = scan::par_map(&suspects, 16, |(kind, file)| {
             scan::read_file(&dirs[*kind as usize], *kind, file)
         });
         let mut found: Vec<Found> = suspects
