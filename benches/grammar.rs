@@ -15,7 +15,7 @@
 use std::hint::black_box;
 use std::time::Duration;
 
-use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use criterion::{criterion_group, BenchmarkId, Criterion, Throughput};
 use hostsdir_broker::entry::{HostSpec, Name, OptionsSpec};
 use hostsdir_broker::store::{Entry, Etag, Kind, Spec};
 use serde_json::json;
@@ -159,4 +159,23 @@ criterion_group! {
     config = config();
     targets = host_lines, options_files, entries, spec_page
 }
-criterion_main!(benches);
+/// `cargo bench` passes `--bench`: Criterion as usual. `cargo test
+/// --all-targets -- --test-threads=4 …` runs this too, with libtest's flags,
+/// which Criterion's argument parser refuses: then one short pass of every
+/// benchmark, with a configuration that reads no arguments.
+fn main() {
+    if std::env::args().any(|a| a == "--bench") {
+        benches();
+        Criterion::default().configure_from_args().final_summary();
+        return;
+    }
+    let mut c = Criterion::default()
+        .sample_size(10)
+        .warm_up_time(Duration::from_millis(1))
+        .measurement_time(Duration::from_millis(10))
+        .nresamples(100);
+    host_lines(&mut c);
+    options_files(&mut c);
+    entries(&mut c);
+    spec_page(&mut c);
+}
