@@ -66,30 +66,41 @@ pub(crate) fn scan(config: &StoreConfig, clean: bool) -> Result<Index, FsError> 
 fn scan_kind(config: &StoreConfig, kind: Kind, clean: bool) -> Result<Index, FsError> {
     let mut index = Index::default();
     let dir = config.dir(kind);
-    let mut names: Vec<String> = Vec::new();
-    let rd = fs::read_dir(dir).map_err(|e| FsError::new("list", dir, e))?;
-    for item in rd {
-        let item = item.map_err(|e| FsError::new("list", dir, e))?;
-        let Ok(file_name) = item.file_name().into_string() else {
+    // Names go into one buffer (nix's `Dir` lends each name without an
+    // allocation), not a string each.
+    let list_err = |e: nix::errno::Errno| FsError::new("list", dir, std::io::Error::from(e));
+    let mut names = Listing::default();
+    let mut entries = nix::dir::Dir::open(
+        dir,
+        nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_DIRECTORY | nix::fcntl::OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )
+    .map_err(list_err)?;
+    for item in entries.iter() {
+        let item = item.map_err(list_err)?;
+        let Ok(file_name) = item.file_name().to_str() else {
             index
                 .problems
                 .push(problem(kind, &item.file_name().to_string_lossy(), NOT_UTF8));
             continue;
         };
-        if let Some(original) = fsio::parked_name(&file_name).filter(|_| clean) {
+        if file_name == "." || file_name == ".." {
+            continue;
+        }
+        if let Some(original) = fsio::parked_name(file_name).filter(|_| clean) {
             // Killed mid-replace: the old version was parked and the new
             // one never linked. Put the old one back (the replace was
             // never acknowledged).
-            let (parked, target) = (item.path(), dir.join(original));
+            let (parked, target) = (dir.join(file_name), dir.join(original));
             if !target.exists() && fs::rename(&parked, &target).is_ok() {
                 tracing::warn!(file = %target.display(), "restored an entry left parked by an interrupted replace");
-                names.push(original.to_string());
+                names.push(original);
                 continue;
             }
         }
-        if fsio::is_stale_temp(&file_name) {
+        if fsio::is_stale_temp(file_name) {
             if clean {
-                let path = item.path();
+                let path = dir.join(file_name);
                 match fs::remove_file(&path) {
                     Ok(()) => {
                         tracing::info!(path = %path.display(), "removed a stale temp file")
@@ -103,21 +114,21 @@ fn scan_kind(config: &StoreConfig, kind: Kind, clean: bool) -> Result<Index, FsE
         }
         names.push(file_name);
     }
-    names.sort();
+    drop(entries);
     // A parked entry restored while listing may be listed twice.
-    names.dedup();
+    names.sort_dedup();
     let dir_fd = fs::File::open(dir).map_err(|e| FsError::new("open", dir, e))?;
     // Files are opened relative to the directory and stat'ed through
     // the open file (one path lookup, no second stat), on every core,
     // and indexed here in name order while the workers read ahead.
-    index.reserve(kind, names.len());
+    index.reserve(kind, names.spans.len());
     read_each(&dir_fd, kind, &names, |f| {
         index.problems.extend(f.problems);
         if let Some((name, u)) = f.unparsed {
             index.set_unparsed_quiet(kind, name, u);
         }
         if let (Some(entry), Some(digest), Some(stamp)) = (f.entry, f.digest, f.stamp) {
-            index.add_new(Arc::new(entry), &digest, stamp);
+            index.add_new(entry, &digest, stamp);
         }
     });
     Ok(index)
@@ -212,8 +223,8 @@ pub(crate) fn suspects(
         }
         // Known to the index but not listed: gone. (Sorted in place and
         // searched, rather than a set of 100,000s of names built per pass.)
-        let mut spans = std::mem::take(&mut listed.spans);
-        spans.sort_unstable_by(|a, b| listed.name(*a).cmp(listed.name(*b)));
+        listed.sort_dedup();
+        let spans = &listed.spans;
         let listed_has = |name: &str| {
             spans
                 .binary_search_by(|s| listed.name(*s).cmp(name))
@@ -255,6 +266,14 @@ impl Listing {
         self.bytes.extend_from_slice(name.as_bytes());
         self.spans.push((start, self.bytes.len() as u32));
         self.bytes.push(0);
+    }
+
+    /// Sorts the names and drops repeats.
+    fn sort_dedup(&mut self) {
+        let mut spans = std::mem::take(&mut self.spans);
+        spans.sort_unstable_by(|a, b| self.name(*a).cmp(self.name(*b)));
+        spans.dedup_by(|a, b| self.name(*a) == self.name(*b));
+        self.spans = spans;
     }
 
     fn name(&self, (start, end): (u32, u32)) -> &str {
@@ -312,20 +331,20 @@ pub(crate) fn par_map<T: Sync, R: Send>(
 /// batches in order and the caller indexes while they read ahead, so only
 /// a few batches of parsed files are held at once (the start-up peak, and
 /// the fragmentation it leaves, stay small).
-fn read_each(dir: &fs::File, kind: Kind, names: &[String], mut take: impl FnMut(FileRead)) {
+fn read_each(dir: &fs::File, kind: Kind, names: &Listing, mut take: impl FnMut(FileRead)) {
     use std::sync::atomic::{AtomicUsize, Ordering};
     const BATCH: usize = 512;
     let threads = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1)
         .min(8);
-    if threads < 2 || names.len() < 2 * BATCH {
-        for name in names {
-            take(read_file(dir, kind, name));
+    if threads < 2 || names.spans.len() < 2 * BATCH {
+        for &span in &names.spans {
+            take(read_file(dir, kind, names.name(span)));
         }
         return;
     }
-    let batches: Vec<&[String]> = names.chunks(BATCH).collect();
+    let batches: Vec<&[(u32, u32)]> = names.spans.chunks(BATCH).collect();
     let next = AtomicUsize::new(0);
     let (tx, rx) = std::sync::mpsc::sync_channel::<(usize, Vec<FileRead>)>(2 * threads);
     std::thread::scope(|s| {
@@ -334,7 +353,10 @@ fn read_each(dir: &fs::File, kind: Kind, names: &[String], mut take: impl FnMut(
             s.spawn(move || loop {
                 let i = next.fetch_add(1, Ordering::Relaxed);
                 let Some(batch) = batches.get(i) else { break };
-                let reads = batch.iter().map(|n| read_file(dir, kind, n)).collect();
+                let reads = batch
+                    .iter()
+                    .map(|&span| read_file(dir, kind, names.name(span)))
+                    .collect();
                 if tx.send((i, reads)).is_err() {
                     break;
                 }
@@ -358,8 +380,8 @@ fn read_each(dir: &fs::File, kind: Kind, names: &[String], mut take: impl FnMut(
 /// What one file turned out to be.
 #[derive(Default)]
 pub(crate) struct FileRead {
-    /// A usable entry.
-    pub(crate) entry: Option<Entry>,
+    /// A usable entry (made here, on the reading thread).
+    pub(crate) entry: Option<Arc<Entry>>,
     /// What the index needs of the entry's spec (so indexing it needs no
     /// second parse).
     pub(crate) digest: Option<super::index::Digest>,
@@ -481,7 +503,7 @@ pub(crate) fn read_file(dir: &fs::File, kind: Kind, file_name: &str) -> FileRead
             let text = String::from_utf8(bytes)
                 .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
             out.digest = Some(super::index::Digest::of(&spec));
-            out.entry = Some(Entry::read(name, kind, text, etag));
+            out.entry = Some(Arc::new(Entry::read(name, kind, text, etag)));
         }
         Err(e) => {
             let reason = e.message;

@@ -387,7 +387,7 @@ impl Writer {
             .into_iter()
             .zip(reads)
             .map(|((kind, file), read)| {
-                let new = read.entry.map(Arc::new);
+                let new = read.entry;
                 extra.push((kind, read.problems, read.unparsed));
                 (kind, file, new, read.stamp)
             })
