@@ -12,8 +12,9 @@
 //!
 //! Under `cargo test --all-targets` Criterion runs each benchmark once.
 
+mod common;
+
 use std::hint::black_box;
-use std::time::Duration;
 
 use criterion::{criterion_group, BenchmarkId, Criterion, Throughput};
 use hostsdir_broker::entry::{HostSpec, Name, OptionsSpec};
@@ -146,36 +147,17 @@ fn spec_page(c: &mut Criterion) {
     g.finish();
 }
 
-fn config() -> Criterion {
-    // Short windows: these are sub-microsecond to microsecond operations,
-    // and the whole suite should finish in a couple of minutes.
-    Criterion::default()
-        .warm_up_time(Duration::from_secs(1))
-        .measurement_time(Duration::from_secs(3))
-}
-
 criterion_group! {
     name = benches;
-    config = config();
+    config = common::config();
     targets = host_lines, options_files, entries, spec_page
 }
-/// `cargo bench` passes `--bench`: Criterion as usual. `cargo test
-/// --all-targets -- --test-threads=4 …` runs this too, with libtest's flags,
-/// which Criterion's argument parser refuses: then one short pass of every
-/// benchmark, with a configuration that reads no arguments.
+
 fn main() {
-    if std::env::args().any(|a| a == "--bench") {
-        benches();
-        Criterion::default().configure_from_args().final_summary();
-        return;
-    }
-    let mut c = Criterion::default()
-        .sample_size(10)
-        .warm_up_time(Duration::from_millis(1))
-        .measurement_time(Duration::from_millis(10))
-        .nresamples(100);
-    host_lines(&mut c);
-    options_files(&mut c);
-    entries(&mut c);
-    spec_page(&mut c);
+    common::main(benches, |c| {
+        host_lines(c);
+        options_files(c);
+        entries(c);
+        spec_page(c);
+    });
 }

@@ -15,9 +15,11 @@
 //! one short pass on a 1,000-entry index, so the test stays quick in a
 //! debug build.
 
+mod common;
+
 use std::hint::black_box;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use criterion::{criterion_group, Criterion};
 use hostsdir_broker::entry::{HostSpec, Mac, Name};
@@ -131,31 +133,14 @@ fn index(c: &mut Criterion) {
     }
 }
 
-fn config() -> Criterion {
-    Criterion::default()
-        .warm_up_time(Duration::from_secs(1))
-        .measurement_time(Duration::from_secs(3))
-}
-
 criterion_group! {
     name = benches;
-    config = config();
+    config = common::config();
     targets = index
 }
-/// `cargo bench` passes `--bench`: Criterion as usual. `cargo test
-/// --all-targets -- --test-threads=4 …` runs this too, with libtest's flags,
-/// which Criterion's argument parser refuses: then one short pass of every
-/// benchmark, with a configuration that reads no arguments.
+
 fn main() {
-    if std::env::args().any(|a| a == "--bench") {
-        benches();
-        Criterion::default().configure_from_args().final_summary();
-        return;
-    }
-    let mut c = Criterion::default()
-        .sample_size(10)
-        .warm_up_time(Duration::from_millis(1))
-        .measurement_time(Duration::from_millis(10))
-        .nresamples(100);
-    index(&mut c);
+    common::main(benches, |c| {
+        index(c);
+    });
 }
