@@ -62,11 +62,13 @@ pub(crate) fn spawn(
     let committed_at = std::fs::metadata(shared.config.hosts_dir.join(fsio::LOCK_FILE))
         .and_then(|m| m.modified())
         .ok();
+    let locked_mtimes = *shared.seen_mtimes.lock().unwrap_or_else(|p| p.into_inner());
     let writer = Writer {
         shared,
         generation,
         reloads,
         committed_at,
+        locked_mtimes,
     };
     std::thread::Builder::new()
         .name("store-writer".into())
@@ -89,6 +91,13 @@ struct Writer {
     /// lock are the watcher's to find, off this thread (see
     /// `Shared::seen_mtimes`): a full stat pass here would stall writes.
     committed_at: Option<std::time::SystemTime>,
+    /// The directories' mtimes when this writer last let go of the lock.
+    /// Also checked: in one CI run of the CephFS suite the lock file's
+    /// mtime alone missed another broker's commit (two files with one MAC),
+    /// and the directories' mtimes are what the suite has long proven. A
+    /// lockless writer's change also moves them, so such a change costs the
+    /// next write a stat pass under the lock.
+    locked_mtimes: [Option<std::time::SystemTime>; 2],
 }
 
 /// What one request did, before the group's fsync decides its answer.
@@ -189,7 +198,7 @@ impl Writer {
                 // is metadata the MDS keeps coherent, and every broker
                 // commit moves it: when it moved since this writer let go
                 // of the lock, another broker committed: check the files.
-                if locks.hosts.modified() != self.committed_at {
+                if locks.hosts.modified() != self.committed_at || baseline != self.locked_mtimes {
                     match self.rescan(&mut reload, true) {
                         Ok(n) => found_first = n,
                         Err(e) => return self.fail_group(group, e),
@@ -270,6 +279,7 @@ impl Writer {
         // this group's own renames.
         self.committed_at = locks.hosts.modified();
         let now = scan::dir_mtimes(config);
+        self.locked_mtimes = now;
         *self
             .shared
             .seen_mtimes
