@@ -673,12 +673,6 @@ impl Index {
         self.stamps[kind as usize].get(name.as_str()).copied()
     }
 
-    /// The entry under `name` if its file still has this stamp.
-    pub fn unchanged(&self, kind: Kind, name: &str, stamp: &Stamp) -> Option<&Arc<Entry>> {
-        let entry = self.get(kind, name)?;
-        (self.stamps[kind as usize].get(name) == Some(stamp)).then_some(entry)
-    }
-
     /// How the file `name` looked when last read or written (by `&str`).
     pub(crate) fn stamp_of(&self, kind: Kind, name: &str) -> Option<Stamp> {
         self.stamps[kind as usize].get(name).copied()

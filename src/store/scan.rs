@@ -66,55 +66,10 @@ pub(crate) fn scan(config: &StoreConfig, clean: bool) -> Result<Index, FsError> 
 fn scan_kind(config: &StoreConfig, kind: Kind, clean: bool) -> Result<Index, FsError> {
     let mut index = Index::default();
     let dir = config.dir(kind);
-    // Names go into one buffer (nix's `Dir` lends each name without an
-    // allocation), not a string each.
-    let list_err = |e: nix::errno::Errno| FsError::new("list", dir, std::io::Error::from(e));
-    let mut names = Listing::default();
-    let mut entries = nix::dir::Dir::open(
-        dir,
-        nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_DIRECTORY | nix::fcntl::OFlag::O_CLOEXEC,
-        nix::sys::stat::Mode::empty(),
-    )
-    .map_err(list_err)?;
-    for item in entries.iter() {
-        let item = item.map_err(list_err)?;
-        let Ok(file_name) = item.file_name().to_str() else {
-            index
-                .problems
-                .push(problem(kind, &item.file_name().to_string_lossy(), NOT_UTF8));
-            continue;
-        };
-        if file_name == "." || file_name == ".." {
-            continue;
-        }
-        if let Some(original) = fsio::parked_name(file_name).filter(|_| clean) {
-            // Killed mid-replace: the old version was parked and the new
-            // one never linked. Put the old one back (the replace was
-            // never acknowledged).
-            let (parked, target) = (dir.join(file_name), dir.join(original));
-            if !target.exists() && fs::rename(&parked, &target).is_ok() {
-                tracing::warn!(file = %target.display(), "restored an entry left parked by an interrupted replace");
-                names.push(original);
-                continue;
-            }
-        }
-        if fsio::is_stale_temp(file_name) {
-            if clean {
-                let path = dir.join(file_name);
-                match fs::remove_file(&path) {
-                    Ok(()) => {
-                        tracing::info!(path = %path.display(), "removed a stale temp file")
-                    }
-                    Err(e) => {
-                        tracing::warn!(path = %path.display(), "could not remove a stale temp file: {e}")
-                    }
-                }
-            }
-            continue;
-        }
-        names.push(file_name);
+    let mut names = list_dir(dir, clean)?;
+    for lossy in std::mem::take(&mut names.not_utf8) {
+        index.problems.push(problem(kind, &lossy, NOT_UTF8));
     }
-    drop(entries);
     // A parked entry restored while listing may be listed twice.
     names.sort_dedup();
     let dir_fd = fs::File::open(dir).map_err(|e| FsError::new("open", dir, e))?;
@@ -146,55 +101,11 @@ pub(crate) fn suspects(
     index: &RwLock<Index>,
     clean: bool,
 ) -> Result<Vec<(Kind, String)>, FsError> {
-    use nix::fcntl::{AtFlags, OFlag};
+    use nix::fcntl::AtFlags;
     let mut out = Vec::new();
     for kind in [Kind::Host, Kind::Option] {
         let dir = config.dir(kind);
-        let list_err = |e: nix::errno::Errno| FsError::new("list", dir, std::io::Error::from(e));
-        // Names go into one buffer, not a string each: this pass runs over
-        // every file once a minute, and 100,000s of small allocations on
-        // short-lived threads leave memory behind in their arenas.
-        let mut listed = Listing::default();
-        let mut entries = nix::dir::Dir::open(
-            dir,
-            OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
-            nix::sys::stat::Mode::empty(),
-        )
-        .map_err(list_err)?;
-        for item in entries.iter() {
-            let item = item.map_err(list_err)?;
-            let Ok(file_name) = item.file_name().to_str() else {
-                continue;
-            };
-            if file_name == "." || file_name == ".." {
-                continue;
-            }
-            if file_name.starts_with('.') {
-                if clean {
-                    if let Some(original) = fsio::parked_name(file_name) {
-                        let (parked, target) = (dir.join(file_name), dir.join(original));
-                        if !target.exists() && fs::rename(&parked, &target).is_ok() {
-                            tracing::warn!(file = %target.display(), "restored an entry left parked by an interrupted replace");
-                            listed.push(original);
-                            continue;
-                        }
-                    }
-                    if fsio::is_stale_temp(file_name) {
-                        let path = dir.join(file_name);
-                        if let Err(e) = fs::remove_file(&path) {
-                            tracing::warn!(path = %path.display(), "could not remove a stale temp file: {e}")
-                        }
-                    }
-                }
-                continue;
-            }
-            if file_name.ends_with('~') || (file_name.starts_with('#') && file_name.ends_with('#'))
-            {
-                continue;
-            }
-            listed.push(file_name);
-        }
-        drop(entries);
+        let mut listed = list_dir(dir, clean)?;
         let dir_fd = fs::File::open(dir).map_err(|e| FsError::new("open", dir, e))?;
         // Stat'ed concurrently: on a network filesystem a stat of a file
         // another node just wrote waits for the metadata server, and many
@@ -251,6 +162,64 @@ pub(crate) fn suspects(
     Ok(out)
 }
 
+/// The names in `dir` that dnsmasq would read (no dotfiles, editor backups
+/// or autosaves), into one buffer: nix's `Dir` lends each name without an
+/// allocation, and a stat pass over 100,000s of files once a minute should
+/// not make a string per file. With `clean` (the caller holds the locks),
+/// an entry a killed broker left parked is put back and stale temp files
+/// are removed. Names that are not UTF-8 are kept apart (lossily).
+fn list_dir(dir: &std::path::Path, clean: bool) -> Result<Listing, FsError> {
+    use nix::fcntl::OFlag;
+    let list_err = |e: nix::errno::Errno| FsError::new("list", dir, std::io::Error::from(e));
+    let mut listed = Listing::default();
+    let mut entries = nix::dir::Dir::open(
+        dir,
+        OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )
+    .map_err(list_err)?;
+    for item in entries.iter() {
+        let item = item.map_err(list_err)?;
+        let Ok(file_name) = item.file_name().to_str() else {
+            listed
+                .not_utf8
+                .push(item.file_name().to_string_lossy().into_owned());
+            continue;
+        };
+        if file_name.starts_with('.') {
+            if !clean {
+                continue;
+            }
+            if let Some(original) = fsio::parked_name(file_name) {
+                // Killed mid-replace: the old version was parked and the
+                // new one never linked. Put the old one back (the replace
+                // was never acknowledged).
+                let (parked, target) = (dir.join(file_name), dir.join(original));
+                if !target.exists() && fs::rename(&parked, &target).is_ok() {
+                    tracing::warn!(file = %target.display(), "restored an entry left parked by an interrupted replace");
+                    listed.push(original);
+                    continue;
+                }
+            }
+            if fsio::is_stale_temp(file_name) {
+                let path = dir.join(file_name);
+                match fs::remove_file(&path) {
+                    Ok(()) => tracing::info!(path = %path.display(), "removed a stale temp file"),
+                    Err(e) => {
+                        tracing::warn!(path = %path.display(), "could not remove a stale temp file: {e}")
+                    }
+                }
+            }
+            continue;
+        }
+        if file_name.ends_with('~') || (file_name.starts_with('#') && file_name.ends_with('#')) {
+            continue;
+        }
+        listed.push(file_name);
+    }
+    Ok(listed)
+}
+
 /// File names in one buffer, each followed by a NUL (so it can be passed to
 /// `fstatat` as is).
 #[derive(Default)]
@@ -258,6 +227,8 @@ struct Listing {
     bytes: Vec<u8>,
     /// Start and end (without the NUL) of each name.
     spans: Vec<(u32, u32)>,
+    /// Names that are not UTF-8, lossily (not in `spans`).
+    not_utf8: Vec<String>,
 }
 
 impl Listing {
