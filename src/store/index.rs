@@ -8,6 +8,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::ops::Bound;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use serde::Serialize;
@@ -81,6 +82,66 @@ pub struct Stamp {
     /// Nanoseconds since the epoch (an `i64` lasts until 2262).
     mtime_ns: i64,
 }
+
+/// An entry's [`Stamp`], kept in the entry itself: a map from 150,000
+/// names to stamps cost more than the stamps (a second copy of every name
+/// pointer, hash slots). Atomics, because the entry is shared (`Arc`) with
+/// readers while the index notes a new stamp; only the index reads it.
+#[derive(Default)]
+pub(crate) struct StampCell {
+    /// 0: no stamp (no file has inode 0).
+    ino: AtomicU64,
+    size: AtomicU64,
+    mtime_ns: AtomicI64,
+}
+
+impl StampCell {
+    pub(crate) fn get(&self) -> Option<Stamp> {
+        let ino = self.ino.load(Ordering::Relaxed);
+        (ino != 0).then(|| Stamp {
+            ino,
+            size: self.size.load(Ordering::Relaxed),
+            mtime_ns: self.mtime_ns.load(Ordering::Relaxed),
+        })
+    }
+
+    pub(crate) fn set(&self, stamp: Option<Stamp>) {
+        let s = stamp.unwrap_or(Stamp {
+            ino: 0,
+            size: 0,
+            mtime_ns: 0,
+        });
+        // Only the index's owner writes, under its write lock; readers of
+        // the stamp hold its read lock: the three stores are never seen
+        // half-done.
+        self.size.store(s.size, Ordering::Relaxed);
+        self.mtime_ns.store(s.mtime_ns, Ordering::Relaxed);
+        self.ino.store(s.ino, Ordering::Relaxed);
+    }
+}
+
+impl Clone for StampCell {
+    fn clone(&self) -> Self {
+        let c = StampCell::default();
+        c.set(self.get());
+        c
+    }
+}
+
+impl std::fmt::Debug for StampCell {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.get().fmt(f)
+    }
+}
+
+/// Entries are equal by contents, wherever their files are.
+impl PartialEq for StampCell {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl Eq for StampCell {}
 
 impl Stamp {
     /// The stamp of a raw `stat`.
@@ -170,10 +231,6 @@ pub struct Index {
     pub problems: Vec<Problem>,
     /// Address clashes found among files not written by this broker, by file.
     duplicates: BTreeMap<(Kind, String), String>,
-    /// What each file looked like on disk when last read or written, so a
-    /// rescan re-reads only files that changed.
-    /// Indexed by `Kind as usize`, so lookups by `&str` need no allocation.
-    stamps: [HashMap<Name, Stamp>; 2],
     /// Files under entry names that do not parse (also listed in `problems`).
     /// Indexed by `Kind as usize`, so lookups by `&str` need no allocation.
     unparsed: [HashMap<Name, Unparsed>; 2],
@@ -226,7 +283,10 @@ impl Holders {
 #[derive(Debug)]
 enum Tagged {
     One(Arc<Entry>),
-    Many(std::collections::HashSet<ByPtr>),
+    /// Boxed: the map's slot stays two words for the common `One` (one
+    /// entry per tag is the rule: `set:node-<uuid>`), not eight.
+    #[allow(clippy::box_collection)]
+    Many(Box<std::collections::HashSet<ByPtr>>),
 }
 
 /// An entry compared and hashed by identity (the index holds one `Arc` per
@@ -271,7 +331,9 @@ impl Tagged {
     fn push(&mut self, entry: Arc<Entry>) {
         match self {
             Tagged::One(first) => {
-                *self = Tagged::Many([ByPtr(first.clone()), ByPtr(entry)].into_iter().collect())
+                *self = Tagged::Many(Box::new(
+                    [ByPtr(first.clone()), ByPtr(entry)].into_iter().collect(),
+                ))
             }
             Tagged::Many(set) => {
                 set.insert(ByPtr(entry));
@@ -437,6 +499,8 @@ impl Index {
         let kind = entry.kind();
         self.forget_unparsed(kind, entry.name.as_str());
         let old = self.remove(kind, entry.name.as_str());
+        // Its file's stamp is noted once it is on disk (`set_stamp`).
+        entry.stamp.set(None);
         self.add(entry, &digest);
         old
     }
@@ -446,7 +510,6 @@ impl Index {
     pub(crate) fn absorb(&mut self, mut other: Index, kind: Kind) {
         let k = kind as usize;
         *self.map_mut(kind) = std::mem::take(other.map_mut(kind));
-        self.stamps[k] = std::mem::take(&mut other.stamps[k]);
         self.unparsed[k] = std::mem::take(&mut other.unparsed[k]);
         self.tags[k] = std::mem::take(&mut other.tags[k]);
         self.problems.append(&mut other.problems);
@@ -459,22 +522,42 @@ impl Index {
 
     /// Makes room for `n` more entries of a kind (before a scan).
     pub(crate) fn reserve(&mut self, kind: Kind, n: usize) {
-        self.stamps[kind as usize].reserve(n);
         self.tags[kind as usize].reserve(n);
         if kind == Kind::Host {
             self.holders.macs.reserve(n);
         }
     }
 
-    /// Adds an entry whose name the index does not hold yet (a scan lists
-    /// each name once), with its stamp.
-    pub(crate) fn add_new(&mut self, entry: Arc<Entry>, digest: &Digest, stamp: Stamp) {
-        self.stamps[entry.kind() as usize].insert(entry.name.clone(), stamp);
-        self.add(entry, digest);
+    /// Adds an entry whose name the index does not hold yet, with its stamp,
+    /// for a scan that lists each name once, in order, and holds them in
+    /// `sorted` until [`Index::fill`] builds the map from them at
+    /// once (packed nodes, no search per insert).
+    pub(crate) fn add_sorted(
+        &mut self,
+        sorted: &mut Vec<(Name, Arc<Entry>)>,
+        entry: Arc<Entry>,
+        digest: &Digest,
+        stamp: Stamp,
+    ) {
+        entry.stamp.set(Some(stamp));
+        self.link(&entry, digest);
+        sorted.push((entry.name.clone(), entry));
+    }
+
+    /// The entries of `kind` are `sorted` (see [`Index::add_sorted`]).
+    pub(crate) fn fill(&mut self, kind: Kind, sorted: Vec<(Name, Arc<Entry>)>) {
+        debug_assert!(self.map(kind).is_empty());
+        *self.map_mut(kind) = sorted.into_iter().collect();
     }
 
     /// Adds an entry under a name no entry holds.
     fn add(&mut self, entry: Arc<Entry>, digest: &Digest) {
+        self.link(&entry, digest);
+        self.map_mut(entry.kind()).insert(entry.name.clone(), entry);
+    }
+
+    /// Notes an entry's addresses and tags (not the entry itself).
+    fn link(&mut self, entry: &Arc<Entry>, digest: &Digest) {
         let kind = entry.kind();
         for &key in &digest.keys {
             match self.holders.get(&key) {
@@ -499,7 +582,6 @@ impl Index {
                 }
             }
         }
-        self.map_mut(kind).insert(entry.name.clone(), entry);
     }
 
     /// Removes an entry (or an unparsable file's record), releasing its
@@ -510,7 +592,6 @@ impl Index {
             self.duplicates.remove(&(kind, name.to_string()));
         }
         let old = self.map_mut(kind).remove(name)?;
-        self.stamps[kind as usize].remove(name);
         let old_spec = old.spec();
         let digest = Digest::of(&old_spec);
         self.set_tag_hosts -= usize::from(digest.set_tags);
@@ -664,18 +745,22 @@ impl Index {
     }
 
     /// Records how `name`'s file looks on disk now.
-    pub fn set_stamp(&mut self, kind: Kind, name: Name, stamp: Stamp) {
-        self.stamps[kind as usize].insert(name, stamp);
+    /// (Only for a name the index holds an entry for: an unparsable file
+    /// is read again at every pass.)
+    pub fn set_stamp(&mut self, kind: Kind, name: &str, stamp: Stamp) {
+        if let Some(entry) = self.map(kind).get(name) {
+            entry.stamp.set(Some(stamp));
+        }
     }
 
     /// How `name`'s file looked on disk when last read or written.
     pub fn stamp(&self, kind: Kind, name: &Name) -> Option<Stamp> {
-        self.stamps[kind as usize].get(name.as_str()).copied()
+        self.stamp_of(kind, name.as_str())
     }
 
     /// How the file `name` looked when last read or written (by `&str`).
     pub(crate) fn stamp_of(&self, kind: Kind, name: &str) -> Option<Stamp> {
-        self.stamps[kind as usize].get(name).copied()
+        self.map(kind).get(name).and_then(|e| e.stamp.get())
     }
 
     /// Address clashes among entries on disk.
@@ -693,5 +778,95 @@ impl Index {
     /// Every entry of a kind (for snapshot comparisons).
     pub fn iter(&self, kind: Kind) -> impl Iterator<Item = &Arc<Entry>> {
         self.map(kind).values()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::entry::HostSpec;
+
+    fn host(name: &str, line: &str) -> Arc<Entry> {
+        let spec = HostSpec::parse_line(line).expect("a valid host line");
+        Arc::new(Entry::canonical(
+            Name::parse(name).expect("a valid name"),
+            Spec::Host(spec),
+        ))
+    }
+
+    fn stamp(ino: u64) -> Stamp {
+        Stamp {
+            ino,
+            size: 40,
+            mtime_ns: 1_700_000_000_000_000_000,
+        }
+    }
+
+    #[test]
+    fn a_stamp_lives_with_its_entry_and_not_beyond_it() {
+        let mut index = Index::default();
+        let a = host("a.conf", "52:54:00:00:00:01,10.0.0.1\n");
+        index.insert(a.clone());
+        assert_eq!(
+            index.stamp_of(Kind::Host, "a.conf"),
+            None,
+            "not on disk yet"
+        );
+        index.set_stamp(Kind::Host, "a.conf", stamp(7));
+        assert_eq!(index.stamp_of(Kind::Host, "a.conf"), Some(stamp(7)));
+        assert_eq!(index.stamp_of(Kind::Option, "a.conf"), None);
+
+        // A new version of the file has no stamp until it is written.
+        index.insert(host("a.conf", "52:54:00:00:00:01,10.0.0.2\n"));
+        assert_eq!(index.stamp_of(Kind::Host, "a.conf"), None);
+        index.set_stamp(Kind::Host, "a.conf", stamp(8));
+        assert_eq!(index.stamp_of(Kind::Host, "a.conf"), Some(stamp(8)));
+
+        // Removed: gone with it; a stamp for a name without an entry is
+        // not kept (such a file is read again at every pass).
+        index.remove(Kind::Host, "a.conf");
+        assert_eq!(index.stamp_of(Kind::Host, "a.conf"), None);
+        index.set_stamp(Kind::Host, "a.conf", stamp(9));
+        assert_eq!(index.stamp_of(Kind::Host, "a.conf"), None);
+    }
+
+    #[test]
+    fn a_scan_in_name_order_builds_the_same_index_as_inserts() {
+        let lines = [
+            ("a.conf", "52:54:00:00:00:01,10.0.0.1,set:x\n"),
+            ("b.conf", "52:54:00:00:00:02,set:x\n"),
+            ("c.conf", "52:54:00:00:00:01,set:y\n"),
+        ];
+        let mut inserted = Index::default();
+        let mut scanned = Index::default();
+        let mut sorted = Vec::new();
+        for (i, (name, line)) in lines.iter().enumerate() {
+            inserted.insert(host(name, line));
+            let entry = host(name, line);
+            let digest = Digest::of(&entry.spec());
+            scanned.add_sorted(&mut sorted, entry, &digest, stamp(i as u64 + 1));
+        }
+        scanned.fill(Kind::Host, sorted);
+        let names = |ix: &Index| {
+            ix.iter(Kind::Host)
+                .map(|e| e.text.clone())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(names(&scanned), names(&inserted));
+        assert_eq!(scanned.duplicates(), inserted.duplicates());
+        assert_eq!(scanned.duplicates().len(), 1, "c.conf clashes with a.conf");
+        let mac = Key::Mac(Mac::parse("52:54:00:00:00:01").unwrap());
+        assert_eq!(scanned.holder(&mac).map(Name::as_str), Some("a.conf"));
+        let tagged = |ix: &Index| {
+            let q = ListQuery {
+                tag: Some("x".into()),
+                limit: 10,
+                ..Default::default()
+            };
+            ix.list(Kind::Host, &q).0.len()
+        };
+        assert_eq!(tagged(&scanned), 2);
+        assert_eq!(tagged(&inserted), 2);
+        assert_eq!(scanned.stamp_of(Kind::Host, "c.conf"), Some(stamp(3)));
     }
 }

@@ -176,6 +176,9 @@ pub struct Entry {
     /// The spec, only for the (never yet seen) case of a canonical
     /// rendering that does not parse back to its spec.
     pinned: Option<Box<Spec>>,
+    /// How its file looked on disk when last read or written (the index's
+    /// to note and read; see [`Index::stamp`]).
+    pub(crate) stamp: index::StampCell,
 }
 
 impl Entry {
@@ -194,6 +197,7 @@ impl Entry {
             etag,
             kind,
             pinned: (!round_trips).then(|| Box::new(spec)),
+            stamp: Default::default(),
         }
     }
 
@@ -205,6 +209,7 @@ impl Entry {
             etag,
             kind,
             pinned: None,
+            stamp: Default::default(),
         }
     }
 

@@ -77,15 +77,17 @@ fn scan_kind(config: &StoreConfig, kind: Kind, clean: bool) -> Result<Index, FsE
     // the open file (one path lookup, no second stat), on every core,
     // and indexed here in name order while the workers read ahead.
     index.reserve(kind, names.spans.len());
+    let mut sorted = Vec::with_capacity(names.spans.len());
     read_each(&dir_fd, kind, &names, |f| {
         index.problems.extend(f.problems);
         if let Some((name, u)) = f.unparsed {
             index.set_unparsed_quiet(kind, name, u);
         }
         if let (Some(entry), Some(digest), Some(stamp)) = (f.entry, f.digest, f.stamp) {
-            index.add_new(entry, &digest, stamp);
+            index.add_sorted(&mut sorted, entry, &digest, stamp);
         }
     });
+    index.fill(kind, sorted);
     Ok(index)
 }
 
@@ -138,7 +140,7 @@ pub(crate) fn suspects(
         let spans = &listed.spans;
         let listed_has = |name: &str| {
             spans
-                .binary_search_by(|s| listed.name(*s).cmp(name))
+                .binary_search_by(|s| listed.raw(*s).cmp(name.as_bytes()))
                 .is_ok()
         };
         let index = index.read().unwrap_or_else(|p| p.into_inner());
@@ -242,9 +244,14 @@ impl Listing {
     /// Sorts the names and drops repeats.
     fn sort_dedup(&mut self) {
         let mut spans = std::mem::take(&mut self.spans);
-        spans.sort_unstable_by(|a, b| self.name(*a).cmp(self.name(*b)));
-        spans.dedup_by(|a, b| self.name(*a) == self.name(*b));
+        // By bytes (the order of `str`s), with no UTF-8 check per compare.
+        spans.sort_unstable_by(|a, b| self.raw(*a).cmp(self.raw(*b)));
+        spans.dedup_by(|a, b| self.raw(*a) == self.raw(*b));
         self.spans = spans;
+    }
+
+    fn raw(&self, (start, end): (u32, u32)) -> &[u8] {
+        &self.bytes[start as usize..end as usize]
     }
 
     fn name(&self, (start, end): (u32, u32)) -> &str {

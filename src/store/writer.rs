@@ -480,7 +480,7 @@ impl Writer {
                         let name = entry.name.clone();
                         index.insert(entry);
                         if let Some(stamp) = stamp {
-                            index.set_stamp(kind, name, stamp);
+                            index.set_stamp(kind, name.as_str(), stamp);
                         }
                     }
                     None => {
@@ -657,7 +657,7 @@ impl Writer {
                 Some(new) => {
                     index.insert(new.clone());
                     if let Some(stamp) = stamp {
-                        index.set_stamp(change.kind, change.name.clone(), stamp);
+                        index.set_stamp(change.kind, change.name.as_str(), stamp);
                     }
                     written += 1;
                 }
