@@ -270,17 +270,15 @@ impl DirLock {
     /// When the lock file was last written (every broker commit rewrites
     /// the generation in it).
     pub(crate) fn modified(&self) -> Option<std::time::SystemTime> {
-        self.file.metadata().and_then(|m| m.modified()).ok()
+        synced_stat(&self.file).ok().map(|(_, mtime)| mtime)
     }
 
     /// The generation stored in the lock file (0 when empty or unreadable).
     pub(crate) fn generation(&mut self) -> Result<u64, FsError> {
         // Only the first line: the change journal follows it.
-        use std::os::unix::fs::FileExt;
         let mut head = [0u8; 64];
-        let n = self
-            .file
-            .read_at(&mut head, 0)
+        let n = Uncached::open(&self.path, false)
+            .and_then(|f| f.read_at(&mut head, 0))
             .map_err(|e| FsError::new("read the lock file", &self.path, e))?;
         let text = String::from_utf8_lossy(&head[..n]);
         Ok(text
@@ -293,21 +291,20 @@ impl DirLock {
     /// Stores a new generation: the fixed-width first line is rewritten in
     /// place, keeping the change journal after it.
     pub(crate) fn set_generation(&mut self, generation: u64) -> Result<(), FsError> {
-        use std::os::unix::fs::FileExt;
         let text = super::journal::header(generation);
-        let keep = self
-            .file
-            .metadata()
-            .map(|m| m.len() > super::journal::HEADER as u64)
+        let file = Uncached::open(&self.path, true)
+            .map_err(|e| FsError::new("open the lock file", &self.path, e))?;
+        let keep = file
+            .len()
+            .map(|len| len > super::journal::HEADER as u64)
             .unwrap_or(false);
         let mut head = [0u8; super::journal::HEADER];
         let fixed = keep
-            && self.file.read_at(&mut head, 0).ok() == Some(head.len())
+            && file.read_at(&mut head, 0).ok() == Some(head.len())
             && head[..head.len() - 1].iter().all(u8::is_ascii_digit)
             && head[head.len() - 1] == b'\n';
         if fixed {
-            return self
-                .file
+            return file
                 .write_all_at(text.as_bytes(), 0)
                 .map_err(|e| FsError::new("write the lock file", &self.path, e));
         }
@@ -348,6 +345,117 @@ pub(crate) fn wait_for_legacy_lock(
             }
             Err(fs::TryLockError::Error(e)) => return Err(FsError::new("lock", path, e)),
         }
+    }
+}
+
+/// The size and mtime of an open file as the filesystem's server has them
+/// now (`statx` with `AT_STATX_FORCE_SYNC`: FUSE and NFS ask the server
+/// instead of answering from this node's attribute cache; local
+/// filesystems ignore the flag).
+pub(crate) fn synced_stat(file: &File) -> io::Result<(u64, std::time::SystemTime)> {
+    use rustix::fs::{statx, AtFlags, StatxFlags};
+    let st = statx(
+        file,
+        "",
+        AtFlags::EMPTY_PATH | AtFlags::STATX_FORCE_SYNC,
+        StatxFlags::SIZE | StatxFlags::MTIME,
+    )?;
+    let since_epoch = Duration::new(st.stx_mtime.tv_sec.unsigned_abs(), st.stx_mtime.tv_nsec);
+    let mtime = if st.stx_mtime.tv_sec >= 0 {
+        std::time::UNIX_EPOCH + since_epoch
+    } else {
+        std::time::UNIX_EPOCH - since_epoch
+    };
+    Ok((st.stx_size, mtime))
+}
+
+/// The lock file (generation and change journal) read and written past
+/// this node's page cache, where the filesystem allows it (`O_DIRECT`).
+///
+/// Other brokers rewrite it in place. Measured on ceph-fuse (see
+/// CEPHFS-FACTS.md): bytes rewritten in place by another client can be
+/// read stale from the page cache even under the `flock`; a broker read
+/// a generation older than its own commit, "caught up" from a journal
+/// that named nothing, and then wrote a MAC another broker held (one run
+/// in six of the racing CephFS test). `O_DIRECT` reads ask ceph-fuse,
+/// which keeps its data coherent with the other clients' through the
+/// MDS's capabilities. Where `O_DIRECT` is refused or wants aligned
+/// buffers (tmpfs, ext4: `EINVAL`), the page cache is coherent anyway
+/// and the plain file is used.
+pub(crate) struct Uncached {
+    direct: Option<File>,
+    plain: File,
+}
+
+impl Uncached {
+    pub(crate) fn open(path: &Path, write: bool) -> io::Result<Uncached> {
+        use std::os::unix::fs::OpenOptionsExt;
+        let open = |flags: i32| {
+            OpenOptions::new()
+                .read(true)
+                .write(write)
+                .custom_flags(flags)
+                .open(path)
+        };
+        let plain = open(0)?;
+        let direct = open(nix::fcntl::OFlag::O_DIRECT.bits()).ok();
+        Ok(Uncached { direct, plain })
+    }
+
+    /// `op` on the `O_DIRECT` file, or on the plain one where that is
+    /// refused (`EINVAL`).
+    fn either<T>(&self, mut op: impl FnMut(&File) -> io::Result<T>) -> io::Result<T> {
+        if let Some(direct) = &self.direct {
+            match op(direct) {
+                Err(e) if e.raw_os_error() == Some(nix::libc::EINVAL) => {}
+                other => return other,
+            }
+        }
+        op(&self.plain)
+    }
+
+    pub(crate) fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+        use std::os::unix::fs::FileExt;
+        self.either(|f| f.read_at(buf, offset))
+    }
+
+    pub(crate) fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
+        use std::os::unix::fs::FileExt;
+        self.either(|f| f.read_exact_at(buf, offset))
+    }
+
+    /// The whole file, as text (lossy).
+    pub(crate) fn read_to_string(&self) -> io::Result<String> {
+        let mut out = Vec::new();
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            let n = self.read_at(&mut buf, out.len() as u64)?;
+            if n == 0 {
+                break;
+            }
+            out.extend_from_slice(&buf[..n]);
+        }
+        Ok(String::from_utf8_lossy(&out).into_owned())
+    }
+
+    pub(crate) fn write_all_at(&self, buf: &[u8], offset: u64) -> io::Result<()> {
+        use std::os::unix::fs::FileExt;
+        self.either(|f| f.write_all_at(buf, offset))
+    }
+
+    /// Its length as the server has it now (see [`synced_stat`]).
+    pub(crate) fn len(&self) -> io::Result<u64> {
+        synced_stat(&self.plain)
+            .map(|(len, _)| len)
+            .or_else(|_| self.plain.metadata().map(|m| m.len()))
+    }
+
+    pub(crate) fn set_len(&self, len: u64) -> io::Result<()> {
+        self.plain.set_len(len)
+    }
+
+    pub(crate) fn sync_all(&self) -> io::Result<()> {
+        self.plain.sync_all()
     }
 }
 
@@ -437,5 +545,28 @@ mod tests {
         assert_eq!(parked_name(".x.hdb-tmp"), None);
         assert!(!is_stale_temp(".hostsdir-broker.lock"));
         assert!(!is_stale_temp("x.hdb-tmp"));
+    }
+
+    #[test]
+    fn uncached_reads_see_what_another_handle_wrote_in_place() {
+        let d = tempfile::tempdir().unwrap();
+        let path = d.path().join(LOCK_FILE);
+        fs::write(&path, "00000000000000000001\nfrom 0\n").unwrap();
+        let writer = Uncached::open(&path, true).unwrap();
+        let reader = Uncached::open(&path, false).unwrap();
+        let mut head = [0u8; 21];
+        assert_eq!(reader.read_at(&mut head, 0).unwrap(), 21);
+        writer.write_all_at(b"00000000000000000002\n", 0).unwrap();
+        writer.write_all_at(b"2 h a.conf x\n", 28).unwrap();
+        reader.read_exact_at(&mut head, 0).unwrap();
+        assert_eq!(&head, b"00000000000000000002\n");
+        assert_eq!(reader.len().unwrap(), 41);
+        assert_eq!(
+            reader.read_to_string().unwrap(),
+            "00000000000000000002\nfrom 0\n2 h a.conf x\n"
+        );
+        let (len, mtime) = synced_stat(&reader.plain).unwrap();
+        assert_eq!(len, 41);
+        assert_eq!(mtime, fs::metadata(&path).unwrap().modified().unwrap());
     }
 }

@@ -62,13 +62,11 @@ pub(crate) fn spawn(
     let committed_at = std::fs::metadata(shared.config.hosts_dir.join(fsio::LOCK_FILE))
         .and_then(|m| m.modified())
         .ok();
-    let locked_mtimes = *shared.seen_mtimes.lock().unwrap_or_else(|p| p.into_inner());
     let writer = Writer {
         shared,
         generation,
         reloads,
         committed_at,
-        locked_mtimes,
     };
     std::thread::Builder::new()
         .name("store-writer".into())
@@ -86,18 +84,14 @@ struct Writer {
     /// The lock file's mtime when this writer last let go of the lock.
     /// Every broker commit rewrites the generation in it, so a different
     /// mtime at the next group means another broker committed, whatever
-    /// generation a CephFS client reads (its data can be stale; its mtime
-    /// is metadata the MDS keeps coherent). Changes by writers that take no
-    /// lock are the watcher's to find, off this thread (see
-    /// `Shared::seen_mtimes`): a full stat pass here would stall writes.
+    /// generation was read. Both are read past this node's caches (see
+    /// `fsio::Uncached`, `fsio::synced_stat`): on ceph-fuse, cached reads
+    /// of either missed other brokers' commits (a MAC then written into a
+    /// second file, 4 runs in 25 of the racing CephFS test; none in 75
+    /// since). Changes by writers that take no lock are the watcher's to
+    /// find, off this thread (see `Shared::seen_mtimes`): a full stat pass
+    /// here, under the lock, would stall every write for as long.
     committed_at: Option<std::time::SystemTime>,
-    /// The directories' mtimes when this writer last let go of the lock.
-    /// Also checked: in one CI run of the CephFS suite the lock file's
-    /// mtime alone missed another broker's commit (two files with one MAC),
-    /// and the directories' mtimes are what the suite has long proven. A
-    /// lockless writer's change also moves them, so such a change costs the
-    /// next write a stat pass under the lock.
-    locked_mtimes: [Option<std::time::SystemTime>; 2],
 }
 
 /// What one request did, before the group's fsync decides its answer.
@@ -163,6 +157,20 @@ impl Writer {
         // Changes found by the mtime check before the group's requests.
         let mut found_first = 0u64;
         match locks.hosts.generation() {
+            Ok(g) if g < self.generation => {
+                // Older than this broker's own last commit: stale bytes
+                // (see fsio::Uncached) or a lock file rewritten by someone
+                // else. Nothing it says can be trusted: check every file.
+                tracing::warn!(
+                    seen = g,
+                    known = self.generation,
+                    "the lock file's generation went backwards; rescanning"
+                );
+                if let Err(e) = self.rescan(&mut reload, true) {
+                    return self.fail_group(group, e);
+                }
+                moved = true;
+            }
             Ok(g) if g != self.generation => {
                 // The journal names what the missed generations changed;
                 // without it (or when it cannot cover the gap), scan all.
@@ -192,13 +200,11 @@ impl Writer {
                 moved = true;
             }
             Ok(_) => {
-                // The generation is data rewritten in place, and a CephFS
-                // client can read stale bytes of it even under the flock
-                // (seen across two ceph-fuse mounts); the lock file's mtime
-                // is metadata the MDS keeps coherent, and every broker
-                // commit moves it: when it moved since this writer let go
-                // of the lock, another broker committed: check the files.
-                if locks.hosts.modified() != self.committed_at || baseline != self.locked_mtimes {
+                // Same generation, but the lock file's mtime moved since
+                // this writer let go of the lock: another broker committed
+                // (a second signal, in case one of them is ever misread):
+                // check the files.
+                if locks.hosts.modified() != self.committed_at {
                     match self.rescan(&mut reload, true) {
                         Ok(n) => found_first = n,
                         Err(e) => return self.fail_group(group, e),
@@ -279,7 +285,6 @@ impl Writer {
         // this group's own renames.
         self.committed_at = locks.hosts.modified();
         let now = scan::dir_mtimes(config);
-        self.locked_mtimes = now;
         *self
             .shared
             .seen_mtimes
