@@ -376,8 +376,9 @@ pub(crate) fn synced_stat(file: &File) -> io::Result<(u64, std::time::SystemTime
     Ok((st.stx_size, mtime))
 }
 
-/// The lock file (generation and change journal) read and written past
-/// this node's page cache, where the filesystem allows it (`O_DIRECT`).
+/// The lock file (generation and change journal), read past this node's
+/// page cache where the filesystem allows it (`O_DIRECT`) when opened for
+/// reading; its length always as the server has it.
 ///
 /// Other brokers rewrite it in place. Measured on ceph-fuse (see
 /// CEPHFS-FACTS.md): bytes rewritten in place by another client can be
@@ -405,7 +406,17 @@ impl Uncached {
                 .open(path)
         };
         let plain = open(0)?;
-        let direct = open(nix::fcntl::OFlag::O_DIRECT.bits()).ok();
+        // Writes need no `O_DIRECT` (FUSE writes through to ceph-fuse, whose
+        // cache the MDS keeps coherent; on ceph-fuse an `O_DIRECT` write or
+        // read waits for the OSD, a round trip per commit), and a writer's
+        // reads only check the file's format, which a stale read cannot
+        // make unsafe (see journal.rs). Only what decides what this broker
+        // believes the others did is read past the cache.
+        let direct = if write {
+            None
+        } else {
+            open(nix::fcntl::OFlag::O_DIRECT.bits()).ok()
+        };
         Ok(Uncached { direct, plain })
     }
 

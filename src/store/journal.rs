@@ -162,8 +162,8 @@ pub(crate) fn append(lock: &Path, generation: u64, names: &[(Kind, String)]) -> 
 
 /// Rewrites the journal in place with its newest half.
 pub(crate) fn compact(lock: &Path) -> io::Result<()> {
+    let text = Uncached::open(lock, false)?.read_to_string()?;
     let file = Uncached::open(lock, true)?;
-    let text = file.read_to_string()?;
     let Some(parsed) = parse(&text) else {
         return Ok(());
     };
