@@ -197,3 +197,51 @@ fn a_polling_broker_catches_up_from_the_journal_without_writing() {
         "{log}"
     );
 }
+
+/// A generation read older than the broker's own last commit (stale bytes,
+/// as a ceph-fuse client can read another client's in-place rewrite, or a
+/// lock file rewritten by someone else) tells nothing about what changed:
+/// the broker rescans. (It once "caught up" from a journal range that
+/// named nothing, then wrote a MAC another broker's file held.)
+#[test]
+fn a_generation_that_went_backwards_makes_the_broker_rescan() {
+    use std::os::unix::fs::FileExt;
+    let dir = tempfile::tempdir().unwrap();
+    let (hosts, opts) = (dir.path().join("hosts"), dir.path().join("opts"));
+    let log = dir.path().join("a.log");
+    let a = start(&hosts, &opts, "0", &log);
+    for i in 0..3 {
+        let (s, body) = call(
+            "PUT",
+            &format!("{}/v1/hosts/h{i}", a.url),
+            Some(json!({"macs": [mac(i)]})),
+        );
+        assert_eq!(s, 201, "{body}");
+    }
+    let lock = hosts.join(".hostsdir-broker.lock");
+    let text = std::fs::read_to_string(&lock).unwrap();
+    assert!(text.starts_with("00000000000000000003\n"), "{text}");
+
+    // Another writer's file holding a MAC, renamed in behind the broker
+    // (it neither polls nor acts on renames), and the generation as a
+    // stale read would show it: older than the broker's own.
+    let tmp = hosts.join(".other.tmp");
+    std::fs::write(&tmp, format!("{},set:other\n", mac(100))).unwrap();
+    std::fs::rename(&tmp, hosts.join("other")).unwrap();
+    let f = std::fs::OpenOptions::new().write(true).open(&lock).unwrap();
+    f.write_all_at(b"00000000000000000001\n", 0).unwrap();
+
+    let (s, body) = call(
+        "PUT",
+        &format!("{}/v1/hosts/thief", a.url),
+        Some(json!({"macs": [mac(100)]})),
+    );
+    assert_eq!(s, 409, "the MAC held by `other` was given again: {body}");
+    assert!(body.to_string().contains("other"), "{body}");
+    let logged = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        logged.contains("generation went backwards"),
+        "no rescan logged:\n{logged}"
+    );
+    assert!(!hosts.join("thief").exists());
+}
