@@ -391,33 +391,52 @@ pub(crate) fn synced_stat(file: &File) -> io::Result<(u64, std::time::SystemTime
 /// buffers (tmpfs, ext4: `EINVAL`), the page cache is coherent anyway
 /// and the plain file is used.
 pub(crate) struct Uncached {
+    path: PathBuf,
+    write: bool,
     direct: Option<File>,
-    plain: File,
+    /// Opened when first needed: on a network filesystem an open can be a
+    /// round trip, and reads go through `direct` where it works.
+    plain: std::cell::OnceCell<File>,
 }
 
 impl Uncached {
     pub(crate) fn open(path: &Path, write: bool) -> io::Result<Uncached> {
-        use std::os::unix::fs::OpenOptionsExt;
-        let open = |flags: i32| {
-            OpenOptions::new()
-                .read(true)
-                .write(write)
-                .custom_flags(flags)
-                .open(path)
+        let mut file = Uncached {
+            path: path.to_path_buf(),
+            write,
+            direct: None,
+            plain: std::cell::OnceCell::new(),
         };
-        let plain = open(0)?;
         // Writes need no `O_DIRECT` (FUSE writes through to ceph-fuse, whose
         // cache the MDS keeps coherent; on ceph-fuse an `O_DIRECT` write or
         // read waits for the OSD, a round trip per commit), and a writer's
         // reads only check the file's format, which a stale read cannot
         // make unsafe (see journal.rs). Only what decides what this broker
         // believes the others did is read past the cache.
-        let direct = if write {
-            None
-        } else {
-            open(nix::fcntl::OFlag::O_DIRECT.bits()).ok()
-        };
-        Ok(Uncached { direct, plain })
+        if !write {
+            file.direct = file.open_with(nix::fcntl::OFlag::O_DIRECT.bits()).ok();
+        }
+        if file.direct.is_none() {
+            file.plain()?;
+        }
+        Ok(file)
+    }
+
+    fn open_with(&self, flags: i32) -> io::Result<File> {
+        use std::os::unix::fs::OpenOptionsExt;
+        OpenOptions::new()
+            .read(true)
+            .write(self.write)
+            .custom_flags(flags)
+            .open(&self.path)
+    }
+
+    fn plain(&self) -> io::Result<&File> {
+        if let Some(f) = self.plain.get() {
+            return Ok(f);
+        }
+        let f = self.open_with(0)?;
+        Ok(self.plain.get_or_init(|| f))
     }
 
     /// `op` on the `O_DIRECT` file, or on the plain one where that is
@@ -429,7 +448,7 @@ impl Uncached {
                 other => return other,
             }
         }
-        op(&self.plain)
+        op(self.plain()?)
     }
 
     pub(crate) fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
@@ -463,17 +482,21 @@ impl Uncached {
 
     /// Its length as the server has it now (see [`synced_stat`]).
     pub(crate) fn len(&self) -> io::Result<u64> {
-        synced_stat(&self.plain)
+        let file = match &self.direct {
+            Some(direct) => direct,
+            None => self.plain()?,
+        };
+        synced_stat(file)
             .map(|(len, _)| len)
-            .or_else(|_| self.plain.metadata().map(|m| m.len()))
+            .or_else(|_| file.metadata().map(|m| m.len()))
     }
 
     pub(crate) fn set_len(&self, len: u64) -> io::Result<()> {
-        self.plain.set_len(len)
+        self.plain()?.set_len(len)
     }
 
     pub(crate) fn sync_all(&self) -> io::Result<()> {
-        self.plain.sync_all()
+        self.plain()?.sync_all()
     }
 }
 
@@ -583,7 +606,7 @@ mod tests {
             reader.read_to_string().unwrap(),
             "00000000000000000002\nfrom 0\n2 h a.conf x\n"
         );
-        let (len, mtime) = synced_stat(&reader.plain).unwrap();
+        let (len, mtime) = synced_stat(reader.plain().unwrap()).unwrap();
         assert_eq!(len, 41);
         assert_eq!(mtime, fs::metadata(&path).unwrap().modified().unwrap());
     }
