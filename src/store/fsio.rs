@@ -284,7 +284,7 @@ impl DirLock {
     pub(crate) fn generation(&mut self) -> Result<u64, FsError> {
         // Only the first line: the change journal follows it.
         let mut head = [0u8; 64];
-        let n = Uncached::open(&self.path, false)
+        let n = Uncached::open(&self.path)
             .and_then(|f| f.read_at(&mut head, 0))
             .map_err(|e| FsError::new("read the lock file", &self.path, e))?;
         let text = String::from_utf8_lossy(&head[..n]);
@@ -298,20 +298,19 @@ impl DirLock {
     /// Stores a new generation: the fixed-width first line is rewritten in
     /// place, keeping the change journal after it.
     pub(crate) fn set_generation(&mut self, generation: u64) -> Result<(), FsError> {
+        use std::os::unix::fs::FileExt;
         let text = super::journal::header(generation);
-        let file = Uncached::open(&self.path, true)
-            .map_err(|e| FsError::new("open the lock file", &self.path, e))?;
-        let keep = file
-            .len()
+        let keep = synced_len(&self.file)
             .map(|len| len > super::journal::HEADER as u64)
             .unwrap_or(false);
         let mut head = [0u8; super::journal::HEADER];
         let fixed = keep
-            && file.read_at(&mut head, 0).ok() == Some(head.len())
+            && self.file.read_at(&mut head, 0).ok() == Some(head.len())
             && head[..head.len() - 1].iter().all(u8::is_ascii_digit)
             && head[head.len() - 1] == b'\n';
         if fixed {
-            return file
+            return self
+                .file
                 .write_all_at(text.as_bytes(), 0)
                 .map_err(|e| FsError::new("write the lock file", &self.path, e));
         }
@@ -376,9 +375,18 @@ pub(crate) fn synced_stat(file: &File) -> io::Result<(u64, std::time::SystemTime
     Ok((st.stx_size, mtime))
 }
 
-/// The lock file (generation and change journal), read past this node's
-/// page cache where the filesystem allows it (`O_DIRECT`) when opened for
-/// reading; its length always as the server has it.
+/// A file's length as the server has it now (see [`synced_stat`]), or as
+/// `fstat` says where `statx` is missing. Another broker may have appended
+/// since this node last looked: an append at a stale length would
+/// overwrite its records.
+pub(crate) fn synced_len(file: &File) -> io::Result<u64> {
+    synced_stat(file)
+        .map(|(len, _)| len)
+        .or_else(|_| file.metadata().map(|m| m.len()))
+}
+
+/// The lock file (generation and change journal) read past this node's
+/// page cache, where the filesystem allows it (`O_DIRECT`).
 ///
 /// Other brokers rewrite it in place. Measured on ceph-fuse (see
 /// CEPHFS-FACTS.md): bytes rewritten in place by another client can be
@@ -390,9 +398,15 @@ pub(crate) fn synced_stat(file: &File) -> io::Result<(u64, std::time::SystemTime
 /// MDS's capabilities. Where `O_DIRECT` is refused or wants aligned
 /// buffers (tmpfs, ext4: `EINVAL`), the page cache is coherent anyway
 /// and the plain file is used.
+///
+/// Only for what decides what this broker believes the others did.
+/// Writes go through a plain file (FUSE writes through to ceph-fuse, whose
+/// cache the MDS keeps coherent; on ceph-fuse an `O_DIRECT` read or write
+/// waits for the OSD, a round trip), and a writer's own reads only check
+/// the file's format, which a stale read cannot make unsafe (see
+/// journal.rs).
 pub(crate) struct Uncached {
     path: PathBuf,
-    write: bool,
     direct: Option<File>,
     /// Opened when first needed: on a network filesystem an open can be a
     /// round trip, and reads go through `direct` where it works.
@@ -400,65 +414,43 @@ pub(crate) struct Uncached {
 }
 
 impl Uncached {
-    pub(crate) fn open(path: &Path, write: bool) -> io::Result<Uncached> {
-        let mut file = Uncached {
+    pub(crate) fn open(path: &Path) -> io::Result<Uncached> {
+        use std::os::unix::fs::OpenOptionsExt;
+        let direct = OpenOptions::new()
+            .read(true)
+            .custom_flags(nix::fcntl::OFlag::O_DIRECT.bits())
+            .open(path)
+            .ok();
+        let file = Uncached {
             path: path.to_path_buf(),
-            write,
-            direct: None,
+            direct,
             plain: std::cell::OnceCell::new(),
         };
-        // Writes need no `O_DIRECT` (FUSE writes through to ceph-fuse, whose
-        // cache the MDS keeps coherent; on ceph-fuse an `O_DIRECT` write or
-        // read waits for the OSD, a round trip per commit), and a writer's
-        // reads only check the file's format, which a stale read cannot
-        // make unsafe (see journal.rs). Only what decides what this broker
-        // believes the others did is read past the cache.
-        if !write {
-            file.direct = file.open_with(nix::fcntl::OFlag::O_DIRECT.bits()).ok();
-        }
         if file.direct.is_none() {
             file.plain()?;
         }
         Ok(file)
     }
 
-    fn open_with(&self, flags: i32) -> io::Result<File> {
-        use std::os::unix::fs::OpenOptionsExt;
-        OpenOptions::new()
-            .read(true)
-            .write(self.write)
-            .custom_flags(flags)
-            .open(&self.path)
-    }
-
     fn plain(&self) -> io::Result<&File> {
         if let Some(f) = self.plain.get() {
             return Ok(f);
         }
-        let f = self.open_with(0)?;
+        let f = File::open(&self.path)?;
         Ok(self.plain.get_or_init(|| f))
     }
 
-    /// `op` on the `O_DIRECT` file, or on the plain one where that is
-    /// refused (`EINVAL`).
-    fn either<T>(&self, mut op: impl FnMut(&File) -> io::Result<T>) -> io::Result<T> {
+    /// Reads at `offset` through the `O_DIRECT` file, or through the plain
+    /// one where that is refused (`EINVAL`).
+    pub(crate) fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+        use std::os::unix::fs::FileExt;
         if let Some(direct) = &self.direct {
-            match op(direct) {
+            match direct.read_at(buf, offset) {
                 Err(e) if e.raw_os_error() == Some(nix::libc::EINVAL) => {}
                 other => return other,
             }
         }
-        op(self.plain()?)
-    }
-
-    pub(crate) fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
-        use std::os::unix::fs::FileExt;
-        self.either(|f| f.read_at(buf, offset))
-    }
-
-    pub(crate) fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
-        use std::os::unix::fs::FileExt;
-        self.either(|f| f.read_exact_at(buf, offset))
+        self.plain()?.read_at(buf, offset)
     }
 
     /// The whole file, as text (lossy).
@@ -473,30 +465,6 @@ impl Uncached {
             out.extend_from_slice(&buf[..n]);
         }
         Ok(String::from_utf8_lossy(&out).into_owned())
-    }
-
-    pub(crate) fn write_all_at(&self, buf: &[u8], offset: u64) -> io::Result<()> {
-        use std::os::unix::fs::FileExt;
-        self.either(|f| f.write_all_at(buf, offset))
-    }
-
-    /// Its length as the server has it now (see [`synced_stat`]).
-    pub(crate) fn len(&self) -> io::Result<u64> {
-        let file = match &self.direct {
-            Some(direct) => direct,
-            None => self.plain()?,
-        };
-        synced_stat(file)
-            .map(|(len, _)| len)
-            .or_else(|_| file.metadata().map(|m| m.len()))
-    }
-
-    pub(crate) fn set_len(&self, len: u64) -> io::Result<()> {
-        self.plain()?.set_len(len)
-    }
-
-    pub(crate) fn sync_all(&self) -> io::Result<()> {
-        self.plain()?.sync_all()
     }
 }
 
@@ -593,15 +561,16 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let path = d.path().join(LOCK_FILE);
         fs::write(&path, "00000000000000000001\nfrom 0\n").unwrap();
-        let writer = Uncached::open(&path, true).unwrap();
-        let reader = Uncached::open(&path, false).unwrap();
+        use std::os::unix::fs::FileExt;
+        let writer = OpenOptions::new().write(true).open(&path).unwrap();
+        let reader = Uncached::open(&path).unwrap();
         let mut head = [0u8; 21];
         assert_eq!(reader.read_at(&mut head, 0).unwrap(), 21);
         writer.write_all_at(b"00000000000000000002\n", 0).unwrap();
         writer.write_all_at(b"2 h a.conf x\n", 28).unwrap();
-        reader.read_exact_at(&mut head, 0).unwrap();
+        assert_eq!(reader.read_at(&mut head, 0).unwrap(), 21);
         assert_eq!(&head, b"00000000000000000002\n");
-        assert_eq!(reader.len().unwrap(), 41);
+        assert_eq!(synced_len(&writer).unwrap(), 41);
         assert_eq!(
             reader.read_to_string().unwrap(),
             "00000000000000000002\nfrom 0\n2 h a.conf x\n"

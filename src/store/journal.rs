@@ -34,10 +34,11 @@
 //! still intact in the old tail, and torn lines fail their check), the
 //! `from` line then naming the newest generation dropped.
 
+use std::fs::OpenOptions;
 use std::io;
 use std::path::Path;
 
-use super::fsio::Uncached;
+use super::fsio::{synced_len, Uncached};
 use super::Kind;
 
 /// Length of the generation line: 20 digits and a newline.
@@ -119,8 +120,9 @@ pub(crate) fn append(lock: &Path, generation: u64, names: &[(Kind, String)]) -> 
     if names.is_empty() {
         return Ok(());
     }
-    let file = Uncached::open(lock, true)?;
-    let len = file.len()?;
+    use std::os::unix::fs::FileExt;
+    let file = OpenOptions::new().read(true).write(true).open(lock)?;
+    let len = synced_len(&file)?;
     let mut head = [0u8; HEADER + 5];
     let got = file.read_at(&mut head, 0)?;
     let ours = got == head.len()
@@ -162,8 +164,8 @@ pub(crate) fn append(lock: &Path, generation: u64, names: &[(Kind, String)]) -> 
 
 /// Rewrites the journal in place with its newest half.
 pub(crate) fn compact(lock: &Path) -> io::Result<()> {
-    let text = Uncached::open(lock, false)?.read_to_string()?;
-    let file = Uncached::open(lock, true)?;
+    use std::os::unix::fs::FileExt;
+    let text = Uncached::open(lock)?.read_to_string()?;
     let Some(parsed) = parse(&text) else {
         return Ok(());
     };
@@ -182,6 +184,7 @@ pub(crate) fn compact(lock: &Path) -> io::Result<()> {
     for (g, k, name) in parsed.records[cut..].iter().filter(|r| r.0 > from) {
         out.push_str(&record(*g, *k, name));
     }
+    let file = OpenOptions::new().write(true).open(lock)?;
     file.write_all_at(out.as_bytes(), 0)?;
     file.set_len(out.len() as u64)?;
     file.sync_all()
@@ -193,7 +196,7 @@ pub(crate) fn since(lock: &Path, known: u64, current: u64) -> Option<Vec<(Kind, 
     if current <= known {
         return Some(Vec::new());
     }
-    let text = Uncached::open(lock, false).ok()?.read_to_string().ok()?;
+    let text = Uncached::open(lock).ok()?.read_to_string().ok()?;
     let parsed = parse(&text)?;
     if parsed.from > known {
         return None;
@@ -217,7 +220,7 @@ pub(crate) fn since(lock: &Path, known: u64, current: u64) -> Option<Vec<(Kind, 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::fs::{self, OpenOptions};
+    use std::fs;
     use std::io::Write;
 
     /// A lock file as a broker leaves it (generation 0).
