@@ -65,7 +65,7 @@ hint="run \`sudo scripts/install-test-deps.sh\` first"
 [ "$(id -u)" -eq 0 ] || die "must run as root (it creates a network namespace): sudo $0 $*"
 command -v ip >/dev/null || die "iproute2 (\`ip\`) is missing; $hint"
 dnsmasq="$top/target/dnsmasq-2.91/dnsmasq"
-[ -x "$dnsmasq" ] || die "$dnsmasq is missing; $hint (or scripts/build-dnsmasq-2.91.sh)"
+[ -x "$dnsmasq" ] || die "$dnsmasq is missing; $hint (or scripts/build-dnsmasq.sh 2.91)"
 "$dnsmasq" --version 2>/dev/null | grep -q '^Dnsmasq version 2\.91' \
     || die "$dnsmasq is not dnsmasq 2.91; $hint"
 

@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # Installs what the end-to-end DHCP tests (tests/dhcp_e2e.rs) need on a
-# Debian machine, then builds dnsmasq 2.91 (scripts/build-dnsmasq-2.91.sh):
+# Debian machine, then builds dnsmasq 2.91 and 2.93 (scripts/build-dnsmasq.sh):
 #   dnsmasq-base  Debian's dnsmasq (2.90 on bookworm), /usr/sbin/dnsmasq
 #   udhcpc        busybox's DHCP client, the test's client
 #   iproute2      `ip netns` / veth for the private test network
 #   python3-venv  for the project's Python-side tooling
-#   build-essential, debian-archive-keyring, gnupg: to build and verify 2.91
+#   build-essential, debian-archive-keyring, gnupg: to build and verify 2.91/2.93
 # Idempotent: installs only what is missing and runs `apt-get update` only
 # when something must be installed. Must run as root. Fails loudly.
 set -euo pipefail
@@ -59,5 +59,7 @@ probe="hdb-probe-$$"
 ip netns add "$probe" 2>/dev/null || die "cannot create a network namespace ('ip netns add' failed): the tests need CAP_SYS_ADMIN and netns support"
 ip netns del "$probe" || true
 
-"$top/scripts/build-dnsmasq-2.91.sh" || die "building dnsmasq 2.91 failed"
-say "ready: /usr/sbin/dnsmasq ($(/usr/sbin/dnsmasq --version | head -n 1 | cut -d' ' -f1-3)) and $top/target/dnsmasq-2.91/dnsmasq"
+for v in 2.91 2.93; do
+    "$top/scripts/build-dnsmasq.sh" "$v" || die "building dnsmasq $v failed"
+done
+say "ready: /usr/sbin/dnsmasq ($(/usr/sbin/dnsmasq --version | head -n 1 | cut -d' ' -f1-3)), $top/target/dnsmasq-2.91/dnsmasq and $top/target/dnsmasq-2.93/dnsmasq"

@@ -2,7 +2,7 @@
 //! optsdir, and a real DHCP client (busybox udhcpc) in another network
 //! namespace checks what dnsmasq then answers. Every scenario runs against
 //! both Debian's dnsmasq 2.90 and dnsmasq 2.91 (built by
-//! `scripts/build-dnsmasq-2.91.sh`), in parallel threads.
+//! `scripts/build-dnsmasq.sh 2.91`), in parallel threads.
 //!
 //! Needs root, `ip`, `udhcpc`, python3 (supervise mode) and both dnsmasq
 //! builds: `sudo scripts/install-test-deps.sh` installs them. A missing
