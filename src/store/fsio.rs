@@ -19,11 +19,13 @@
 //!   back at start-up if NAME is missing. Every other new version is renamed
 //!   into place and read at once.
 
-use std::fs::{self, File, OpenOptions, Permissions};
-use std::io::{self, Seek, SeekFrom, Write};
+use std::fs::{self, File, Permissions};
+use std::io::{self, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
+
+use super::FsError;
 
 /// Suffix of the temp files this broker creates; only files with it (or
 /// [`DELETE_MARK`]) are removed as stale at start-up.
@@ -33,47 +35,6 @@ pub(crate) const DELETE_MARK: &str = ".hdb-del-";
 /// Infix of the dotfile a replaced entry is parked as until its successor
 /// is linked into place.
 pub(crate) const OLD_MARK: &str = ".hdb-old-";
-/// Name of the lock file kept in each managed directory.
-pub(crate) const LOCK_FILE: &str = ".hostsdir-broker.lock";
-
-/// An I/O error together with the path it concerns, so every message names
-/// the file ("failed to write `…`").
-#[derive(Debug, thiserror::Error)]
-#[error("failed to {action} `{}`: {source}", path.display())]
-pub struct FsError {
-    /// What was being attempted ("write", "rename", "fsync", …).
-    pub action: &'static str,
-    /// The file or directory concerned.
-    pub path: PathBuf,
-    /// The operating system's error.
-    #[source]
-    pub source: io::Error,
-}
-
-impl FsError {
-    pub(crate) fn new(action: &'static str, path: impl Into<PathBuf>, source: io::Error) -> Self {
-        FsError {
-            action,
-            path: path.into(),
-            source,
-        }
-    }
-
-    /// A copy to hand to each of several waiting requests (`io::Error` is
-    /// not `Clone`; the kind, OS error code and message are kept).
-    pub(crate) fn duplicate(&self) -> FsError {
-        let source = match self.source.raw_os_error() {
-            Some(code) => io::Error::from_raw_os_error(code),
-            None => io::Error::new(self.source.kind(), self.source.to_string()),
-        };
-        FsError::new(self.action, self.path.clone(), source)
-    }
-
-    /// True when the error is "no space left on device" (or quota exceeded).
-    pub fn is_no_space(&self) -> bool {
-        matches!(self.source.raw_os_error(), Some(28) | Some(122))
-    }
-}
 
 /// A temp file that has been written, fsynced and closed but not yet renamed
 /// into place. Dropping it without [`Prepared::commit`] removes it.
@@ -224,104 +185,6 @@ pub(crate) fn parked_name(file_name: &str) -> Option<&str> {
     Some(&rest[..at])
 }
 
-/// An exclusive `flock` on a directory's lock file, held until dropped.
-///
-/// The lock file also stores a generation counter that every mutation bumps:
-/// a broker that finds a generation other than the one it last wrote knows
-/// another process changed the directory and rescans before it checks
-/// preconditions.
-pub(crate) struct DirLock {
-    file: File,
-    path: PathBuf,
-}
-
-impl DirLock {
-    /// Takes the lock, polling until `timeout` has passed.
-    pub(crate) fn acquire(dir: &Path, timeout: Duration) -> Result<DirLock, FsError> {
-        let path = dir.join(LOCK_FILE);
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&path)
-            .map_err(|e| FsError::new("open the lock file", &path, e))?;
-        let _ = file.set_permissions(Permissions::from_mode(0o644));
-        let start = Instant::now();
-        let mut pause = Duration::from_millis(1);
-        loop {
-            match file.try_lock() {
-                Ok(()) => return Ok(DirLock { file, path }),
-                Err(fs::TryLockError::WouldBlock) if start.elapsed() < timeout => {
-                    std::thread::sleep(pause);
-                    pause = (pause * 2).min(Duration::from_millis(50));
-                }
-                Err(fs::TryLockError::WouldBlock) => {
-                    let e = io::Error::new(
-                        io::ErrorKind::TimedOut,
-                        format!(
-                            "still held by another process after {timeout:?} (another broker \
-                             or a legacy writer, on this node or another node; if the holder's \
-                             node is gone, a shared filesystem releases its lock only when the \
-                             metadata server evicts that client: on Ceph after mds \
-                             session_timeout)"
-                        ),
-                    );
-                    return Err(FsError::new("lock", &path, e));
-                }
-                Err(fs::TryLockError::Error(e)) => return Err(FsError::new("lock", &path, e)),
-            }
-        }
-    }
-
-    /// When the lock file was last written (every broker commit rewrites
-    /// the generation in it).
-    pub(crate) fn modified(&self) -> Option<std::time::SystemTime> {
-        synced_stat(&self.file).ok().map(|(_, mtime)| mtime)
-    }
-
-    /// The generation stored in the lock file (0 when empty or unreadable).
-    pub(crate) fn generation(&mut self) -> Result<u64, FsError> {
-        // Only the first line: the change journal follows it.
-        let mut head = [0u8; 64];
-        let n = Uncached::open(&self.path)
-            .and_then(|f| f.read_at(&mut head, 0))
-            .map_err(|e| FsError::new("read the lock file", &self.path, e))?;
-        let text = String::from_utf8_lossy(&head[..n]);
-        Ok(text
-            .lines()
-            .next()
-            .and_then(|l| l.trim().parse().ok())
-            .unwrap_or(0))
-    }
-
-    /// Stores a new generation: the fixed-width first line is rewritten in
-    /// place, keeping the change journal after it.
-    pub(crate) fn set_generation(&mut self, generation: u64) -> Result<(), FsError> {
-        use std::os::unix::fs::FileExt;
-        let text = super::journal::header(generation);
-        let keep = synced_len(&self.file)
-            .map(|len| len > super::journal::HEADER as u64)
-            .unwrap_or(false);
-        let mut head = [0u8; super::journal::HEADER];
-        let fixed = keep
-            && self.file.read_at(&mut head, 0).ok() == Some(head.len())
-            && head[..head.len() - 1].iter().all(u8::is_ascii_digit)
-            && head[head.len() - 1] == b'\n';
-        if fixed {
-            return self
-                .file
-                .write_all_at(text.as_bytes(), 0)
-                .map_err(|e| FsError::new("write the lock file", &self.path, e));
-        }
-        self.file
-            .set_len(0)
-            .and_then(|_| self.file.seek(SeekFrom::Start(0)))
-            .and_then(|_| self.file.write_all(text.as_bytes()))
-            .map_err(|e| FsError::new("write the lock file", &self.path, e))
-    }
-}
-
 /// Waits (bounded) for an exclusive `flock` on an existing entry file, the
 /// protocol of legacy writers such as Ironic's stock provider, so a replace
 /// never interleaves with one of them. Returns the held file; a missing file
@@ -351,120 +214,6 @@ pub(crate) fn wait_for_legacy_lock(
             }
             Err(fs::TryLockError::Error(e)) => return Err(FsError::new("lock", path, e)),
         }
-    }
-}
-
-/// The size and mtime of an open file as the filesystem's server has them
-/// now (`statx` with `AT_STATX_FORCE_SYNC`: FUSE and NFS ask the server
-/// instead of answering from this node's attribute cache; local
-/// filesystems ignore the flag).
-pub(crate) fn synced_stat(file: &File) -> io::Result<(u64, std::time::SystemTime)> {
-    use rustix::fs::{statx, AtFlags, StatxFlags};
-    let st = statx(
-        file,
-        "",
-        AtFlags::EMPTY_PATH | AtFlags::STATX_FORCE_SYNC,
-        StatxFlags::SIZE | StatxFlags::MTIME,
-    )?;
-    let since_epoch = Duration::new(st.stx_mtime.tv_sec.unsigned_abs(), st.stx_mtime.tv_nsec);
-    let mtime = if st.stx_mtime.tv_sec >= 0 {
-        std::time::UNIX_EPOCH + since_epoch
-    } else {
-        std::time::UNIX_EPOCH - since_epoch
-    };
-    Ok((st.stx_size, mtime))
-}
-
-/// A file's length as the server has it now (see [`synced_stat`]), or as
-/// `fstat` says where `statx` is missing. Another broker may have appended
-/// since this node last looked: an append at a stale length would
-/// overwrite its records.
-pub(crate) fn synced_len(file: &File) -> io::Result<u64> {
-    synced_stat(file)
-        .map(|(len, _)| len)
-        .or_else(|_| file.metadata().map(|m| m.len()))
-}
-
-/// The lock file (generation and change journal) read past this node's
-/// page cache, where the filesystem allows it (`O_DIRECT`).
-///
-/// Other brokers rewrite it in place. Measured on ceph-fuse (see
-/// CEPHFS-FACTS.md): bytes rewritten in place by another client can be
-/// read stale from the page cache even under the `flock`; a broker read
-/// a generation older than its own commit, "caught up" from a journal
-/// that named nothing, and then wrote a MAC another broker held (one run
-/// in six of the racing CephFS test). `O_DIRECT` reads ask ceph-fuse,
-/// which keeps its data coherent with the other clients' through the
-/// MDS's capabilities. Where `O_DIRECT` is refused or wants aligned
-/// buffers (tmpfs, ext4: `EINVAL`), the page cache is coherent anyway
-/// and the plain file is used.
-///
-/// Only for what decides what this broker believes the others did.
-/// Writes go through a plain file (FUSE writes through to ceph-fuse, whose
-/// cache the MDS keeps coherent; on ceph-fuse an `O_DIRECT` read or write
-/// waits for the OSD, a round trip), and a writer's own reads only check
-/// the file's format, which a stale read cannot make unsafe (see
-/// journal.rs).
-pub(crate) struct Uncached {
-    path: PathBuf,
-    direct: Option<File>,
-    /// Opened when first needed: on a network filesystem an open can be a
-    /// round trip, and reads go through `direct` where it works.
-    plain: std::cell::OnceCell<File>,
-}
-
-impl Uncached {
-    pub(crate) fn open(path: &Path) -> io::Result<Uncached> {
-        use std::os::unix::fs::OpenOptionsExt;
-        let direct = OpenOptions::new()
-            .read(true)
-            .custom_flags(nix::fcntl::OFlag::O_DIRECT.bits())
-            .open(path)
-            .ok();
-        let file = Uncached {
-            path: path.to_path_buf(),
-            direct,
-            plain: std::cell::OnceCell::new(),
-        };
-        if file.direct.is_none() {
-            file.plain()?;
-        }
-        Ok(file)
-    }
-
-    fn plain(&self) -> io::Result<&File> {
-        if let Some(f) = self.plain.get() {
-            return Ok(f);
-        }
-        let f = File::open(&self.path)?;
-        Ok(self.plain.get_or_init(|| f))
-    }
-
-    /// Reads at `offset` through the `O_DIRECT` file, or through the plain
-    /// one where that is refused (`EINVAL`).
-    pub(crate) fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
-        use std::os::unix::fs::FileExt;
-        if let Some(direct) = &self.direct {
-            match direct.read_at(buf, offset) {
-                Err(e) if e.raw_os_error() == Some(nix::libc::EINVAL) => {}
-                other => return other,
-            }
-        }
-        self.plain()?.read_at(buf, offset)
-    }
-
-    /// The whole file, as text (lossy).
-    pub(crate) fn read_to_string(&self) -> io::Result<String> {
-        let mut out = Vec::new();
-        let mut buf = vec![0u8; 64 * 1024];
-        loop {
-            let n = self.read_at(&mut buf, out.len() as u64)?;
-            if n == 0 {
-                break;
-            }
-            out.extend_from_slice(&buf[..n]);
-        }
-        Ok(String::from_utf8_lossy(&out).into_owned())
     }
 }
 
@@ -528,21 +277,6 @@ mod tests {
     }
 
     #[test]
-    fn lock_excludes_a_second_holder_and_keeps_generation() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut a = DirLock::acquire(dir.path(), Duration::from_secs(1)).unwrap();
-        assert_eq!(a.generation().unwrap(), 0);
-        a.set_generation(41).unwrap();
-        let err = DirLock::acquire(dir.path(), Duration::from_millis(30))
-            .err()
-            .unwrap();
-        assert!(err.to_string().contains(LOCK_FILE), "{err}");
-        drop(a);
-        let mut b = DirLock::acquire(dir.path(), Duration::from_secs(1)).unwrap();
-        assert_eq!(b.generation().unwrap(), 41);
-    }
-
-    #[test]
     fn stale_temp_names() {
         assert!(is_stale_temp(".ironic-x.conf.Ab12Cd.hdb-tmp"));
         assert!(is_stale_temp(".x.hdb-del-123"));
@@ -554,30 +288,6 @@ mod tests {
         assert_eq!(parked_name(".x.hdb-tmp"), None);
         assert!(!is_stale_temp(".hostsdir-broker.lock"));
         assert!(!is_stale_temp("x.hdb-tmp"));
-    }
-
-    #[test]
-    fn uncached_reads_see_what_another_handle_wrote_in_place() {
-        let d = tempfile::tempdir().unwrap();
-        let path = d.path().join(LOCK_FILE);
-        fs::write(&path, "00000000000000000001\nfrom 0\n").unwrap();
-        use std::os::unix::fs::FileExt;
-        let writer = OpenOptions::new().write(true).open(&path).unwrap();
-        let reader = Uncached::open(&path).unwrap();
-        let mut head = [0u8; 21];
-        assert_eq!(reader.read_at(&mut head, 0).unwrap(), 21);
-        writer.write_all_at(b"00000000000000000002\n", 0).unwrap();
-        writer.write_all_at(b"2 h a.conf x\n", 28).unwrap();
-        assert_eq!(reader.read_at(&mut head, 0).unwrap(), 21);
-        assert_eq!(&head, b"00000000000000000002\n");
-        assert_eq!(synced_len(&writer).unwrap(), 41);
-        assert_eq!(
-            reader.read_to_string().unwrap(),
-            "00000000000000000002\nfrom 0\n2 h a.conf x\n"
-        );
-        let (len, mtime) = synced_stat(reader.plain().unwrap()).unwrap();
-        assert_eq!(len, 41);
-        assert_eq!(mtime, fs::metadata(&path).unwrap().modified().unwrap());
     }
 
     #[test]

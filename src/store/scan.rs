@@ -9,25 +9,11 @@ use std::fs;
 use std::sync::{Arc, RwLock};
 use std::time::SystemTime;
 
-use super::fsio::{self, DirLock, FsError};
+use super::fsio;
+use super::lock::Locks;
+use super::FsError;
 use super::{Entry, Etag, Index, Kind, Problem, Spec, Stamp, StoreConfig};
 use crate::entry::Name;
-
-/// Both directories' locks, always taken hosts first, then options.
-pub(crate) struct Locks {
-    /// The hosts directory's lock; its file holds the shared generation.
-    pub(crate) hosts: DirLock,
-    /// The options directory's lock.
-    _opts: DirLock,
-}
-
-impl Locks {
-    pub(crate) fn acquire(config: &StoreConfig) -> Result<Locks, FsError> {
-        let hosts = DirLock::acquire(&config.hosts_dir, config.lock_timeout)?;
-        let opts = DirLock::acquire(&config.opts_dir, config.lock_timeout)?;
-        Ok(Locks { hosts, _opts: opts })
-    }
-}
 
 /// Takes the locks and scans; returns the index, the generation read and the
 /// directories' mtimes after the scan.
@@ -35,7 +21,7 @@ pub(crate) fn scan_locked(
     config: &StoreConfig,
 ) -> Result<(Index, u64, [Option<SystemTime>; 2]), FsError> {
     let mut locks = Locks::acquire(config)?;
-    let generation = locks.hosts.generation()?;
+    let generation = locks.generation()?;
     let index = scan(config, true)?;
     for p in index.problems.iter().chain(&index.duplicates()) {
         tracing::warn!(kind = %p.kind, file = %p.file, "{}", p.reason);

@@ -18,13 +18,15 @@ use std::sync::Arc;
 
 use tokio::sync::oneshot;
 
-use super::fsio::{self, FsError};
-use super::index::{has_set_tags, keys_of, Key};
-use super::journal;
-use super::scan::{self, Locks};
+use super::fsio;
+use super::index::has_set_tags;
+use super::lock::{self, Locks};
+use super::plan::plan;
+use super::scan;
+use super::FsError;
 use super::{
-    Applied, Entry, Etag, Index, Kind, Op, OpError, Outcome, PendingChange, Placement,
-    Precondition, ReloadSink, Shared, Status, StoreError,
+    Applied, Entry, Kind, Op, OpError, PendingChange, Placement, ReloadSink, Shared, Status,
+    StoreError,
 };
 use crate::entry::Name;
 
@@ -59,9 +61,7 @@ pub(crate) fn spawn(
     reloads: Arc<dyn ReloadSink>,
 ) -> Sender<Request> {
     let (tx, rx) = std::sync::mpsc::channel();
-    let committed_at = std::fs::metadata(shared.config.hosts_dir.join(fsio::LOCK_FILE))
-        .and_then(|m| m.modified())
-        .ok();
+    let committed_at = lock::last_commit(&shared.config);
     let writer = Writer {
         shared,
         generation,
@@ -156,7 +156,7 @@ impl Writer {
         let mut baseline = scan::dir_mtimes(config);
         // Changes found by the mtime check before the group's requests.
         let mut found_first = 0u64;
-        match locks.hosts.generation() {
+        match locks.generation() {
             Ok(g) if g < self.generation => {
                 // Older than this broker's own last commit: stale bytes
                 // (see fsio::Uncached) or a lock file rewritten by someone
@@ -174,8 +174,7 @@ impl Writer {
             Ok(g) if g != self.generation => {
                 // The journal names what the missed generations changed;
                 // without it (or when it cannot cover the gap), scan all.
-                let names =
-                    journal::since(&config.hosts_dir.join(fsio::LOCK_FILE), self.generation, g);
+                let names = locks.changed_since(self.generation, g);
                 match &names {
                     Some(n) => tracing::info!(
                         seen = g,
@@ -204,7 +203,7 @@ impl Writer {
                 // this writer let go of the lock: another broker committed
                 // (a second signal, in case one of them is ever misread):
                 // check the files.
-                if locks.hosts.modified() != self.committed_at {
+                if locks.modified() != self.committed_at {
                     match self.rescan(&mut reload, true) {
                         Ok(n) => found_first = n,
                         Err(e) => return self.fail_group(group, e),
@@ -268,22 +267,14 @@ impl Writer {
             }
         }
         if touched.iter().any(|t| *t) {
-            if let Err(e) = journal::append(
-                &config.hosts_dir.join(fsio::LOCK_FILE),
-                self.generation + 1,
-                &changed,
-            ) {
-                // Other brokers then find a gap and scan everything.
-                tracing::warn!("could not append to the change journal: {e}");
-            }
             self.generation += 1;
-            if let Err(e) = locks.hosts.set_generation(self.generation) {
+            if let Err(e) = locks.commit(self.generation, &changed) {
                 tracing::error!("{e}");
             }
         }
         // A written directory is noted as it is now: its mtime moved with
         // this group's own renames.
-        self.committed_at = locks.hosts.modified();
+        self.committed_at = locks.modified();
         let now = scan::dir_mtimes(config);
         *self
             .shared
@@ -797,282 +788,4 @@ enum Answer {
         oneshot::Sender<Result<u64, StoreError>>,
         Result<u64, StoreError>,
     ),
-}
-
-/// One file to write or remove.
-struct Change {
-    /// The op that asked for it (for error positions).
-    op: usize,
-    kind: Kind,
-    name: Name,
-    /// What is on disk now (`None` also for an unparsable file).
-    old: Option<Arc<Entry>>,
-    /// A file exists under the name now (parsed or not): the change is a
-    /// replace or a removal, which dnsmasq only sees after a reload.
-    replaces: bool,
-    /// What will be (`None`: remove).
-    new: Option<Arc<Entry>>,
-}
-
-struct Plan {
-    outcomes: Vec<Outcome>,
-    changes: Vec<Change>,
-}
-
-/// Per name touched by a request: the op that last touched it, and the
-/// entry it will have (`None`: removed).
-type Touched = HashMap<(Kind, Name), (usize, Option<Arc<Entry>>)>;
-
-/// The index as it will be after the ops checked so far.
-struct Overlay<'a> {
-    index: &'a Index,
-    entries: Touched,
-}
-
-impl<'a> Overlay<'a> {
-    fn current(&self, kind: Kind, name: &Name) -> Option<Arc<Entry>> {
-        match self.entries.get(&(kind, name.clone())) {
-            Some((_, e)) => e.clone(),
-            None => self.index.get(kind, name.as_str()).cloned(),
-        }
-    }
-
-    /// The ETag of whatever file is under `name`, parsed or not.
-    fn current_etag(&self, kind: Kind, name: &Name) -> Option<Etag> {
-        match self.entries.get(&(kind, name.clone())) {
-            Some((_, e)) => e.as_ref().map(|e| e.etag),
-            None => self
-                .index
-                .get(kind, name.as_str())
-                .map(|e| e.etag)
-                .or_else(|| self.index.unparsed(kind, name).map(|u| u.etag)),
-        }
-    }
-
-    fn set(&mut self, op: usize, kind: Kind, name: Name, new: Option<Arc<Entry>>) {
-        self.entries.insert((kind, name), (op, new));
-    }
-
-    /// One entry per MAC / IP, checked on the state the whole request leaves
-    /// behind, so a request may move an address from one entry to another.
-    fn check_unique(&self) -> Result<(), OpError> {
-        let mut claims: HashMap<Key, &Name> = HashMap::new();
-        let mut touched: Vec<_> = self
-            .entries
-            .iter()
-            .filter(|((k, _), _)| *k == Kind::Host)
-            .collect();
-        touched.sort_by_key(|(_, (op, _))| *op);
-        for ((_, name), (op, entry)) in touched {
-            let Some(entry) = entry else { continue };
-            // An entry left as it is on disk is not re-judged (files written
-            // by others may already clash; status lists that).
-            let unchanged = self
-                .index
-                .get(Kind::Host, name.as_str())
-                .is_some_and(|e| e.text == entry.text);
-            for key in keys_of(&entry.spec()) {
-                if unchanged {
-                    claims.entry(key).or_insert(name);
-                    continue;
-                }
-                let holder = match claims.get(&key) {
-                    Some(n) => Some(*n),
-                    None => self
-                        .index
-                        .holder(&key)
-                        .filter(|h| !self.entries.contains_key(&(Kind::Host, (*h).clone()))),
-                };
-                if let Some(holder) = holder.filter(|h| *h != name) {
-                    return Err(OpError {
-                        index: *op,
-                        error: StoreError::Conflict {
-                            field: key.field(),
-                            value: key.to_string(),
-                            holder: holder.to_string(),
-                        },
-                    });
-                }
-                claims.insert(key, name);
-            }
-        }
-        Ok(())
-    }
-}
-
-fn precondition_holds(
-    pre: Precondition,
-    kind: Kind,
-    name: &Name,
-    current: Option<Etag>,
-) -> Result<(), StoreError> {
-    match (pre, current) {
-        (Precondition::None, _) => Ok(()),
-        (Precondition::IfAbsent, None) | (Precondition::IfExists, Some(_)) => Ok(()),
-        (Precondition::IfExists, None) => Err(StoreError::Precondition(format!("{kind} entry `{name}` does not exist, so it cannot match If-Match: *"))),
-        (Precondition::IfAbsent, Some(e)) => Err(StoreError::Precondition(format!(
-            "{kind} entry `{name}` already exists (ETag {}) and If-None-Match: * asks to create only",
-            e.quoted()
-        ))),
-        (Precondition::IfMatch(want), Some(e)) if e == want => Ok(()),
-        (Precondition::IfMatch(want), Some(e)) => Err(StoreError::Precondition(format!(
-            "{kind} entry `{name}` has ETag {}, not the If-Match value {}",
-            e.quoted(),
-            want.quoted()
-        ))),
-        (Precondition::IfMatch(want), None) => Err(StoreError::Precondition(format!(
-            "{kind} entry `{name}` does not exist, so it cannot match If-Match {}",
-            want.quoted()
-        ))),
-    }
-}
-
-/// Checks every op against the index and decides the file changes.
-fn plan(index: &Index, ops: &[Op]) -> Result<Plan, OpError> {
-    let mut overlay = Overlay {
-        index,
-        entries: HashMap::new(),
-    };
-    let mut outcomes = Vec::new();
-    let at = |index: usize| move |error: StoreError| OpError { index, error };
-    for (i, op) in ops.iter().enumerate() {
-        match op {
-            Op::Put {
-                name,
-                spec,
-                precondition,
-            } => {
-                let o = put(&mut overlay, i, name, spec, *precondition).map_err(at(i))?;
-                outcomes.push(o);
-            }
-            Op::Delete {
-                kind,
-                name,
-                precondition,
-            } => {
-                let o = delete(&mut overlay, i, *kind, name, *precondition).map_err(at(i))?;
-                outcomes.push(o);
-            }
-            Op::Sync {
-                kind,
-                prefix,
-                items,
-            } => {
-                let wanted: HashMap<&Name, &super::Spec> =
-                    items.iter().map(|(n, s)| (n, s)).collect();
-                for name in index.names_with_prefix(*kind, prefix) {
-                    if !wanted.contains_key(&name) {
-                        outcomes.push(
-                            delete(&mut overlay, i, *kind, &name, Precondition::None)
-                                .map_err(at(i))?,
-                        );
-                    }
-                }
-                for (name, spec) in items {
-                    outcomes
-                        .push(put(&mut overlay, i, name, spec, Precondition::None).map_err(at(i))?);
-                }
-            }
-        }
-    }
-    overlay.check_unique()?;
-    let mut changes: Vec<Change> = overlay
-        .entries
-        .into_iter()
-        .filter_map(|((kind, name), (op, new))| {
-            let old = index.get(kind, name.as_str()).cloned();
-            let replaces = old.is_some() || index.unparsed(kind, &name).is_some();
-            let same = match (&old, &new) {
-                (Some(o), Some(n)) => o.text == n.text,
-                (None, None) => !replaces,
-                _ => false,
-            };
-            (!same).then_some(Change {
-                op,
-                kind,
-                name,
-                old,
-                replaces,
-                new,
-            })
-        })
-        .collect();
-    // Removals first, so a MAC moving between entries is never on disk twice.
-    changes.sort_by_key(|c| (c.new.is_some(), c.op));
-    Ok(Plan { outcomes, changes })
-}
-
-fn put(
-    overlay: &mut Overlay<'_>,
-    op: usize,
-    name: &Name,
-    spec: &super::Spec,
-    pre: Precondition,
-) -> Result<Outcome, StoreError> {
-    let kind = spec.kind();
-    if overlay.entries.contains_key(&(kind, name.clone())) {
-        return Err(StoreError::Repeated {
-            kind,
-            name: name.to_string(),
-        });
-    }
-    let current = overlay.current(kind, name);
-    let current_etag = overlay.current_etag(kind, name);
-    precondition_holds(pre, kind, name, current_etag)?;
-    let new = Arc::new(Entry::canonical(name.clone(), spec.clone()));
-    if let Some(cur) = &current {
-        if cur.text == new.text {
-            overlay.set(op, kind, name.clone(), Some(cur.clone()));
-            return Ok(Outcome {
-                kind,
-                name: name.clone(),
-                status: Status::Unchanged,
-                entry: Some(cur.clone()),
-                old_etag: Some(cur.etag),
-            });
-        }
-    }
-    overlay.set(op, kind, name.clone(), Some(new.clone()));
-    Ok(Outcome {
-        kind,
-        name: name.clone(),
-        status: if current_etag.is_some() {
-            Status::Replaced
-        } else {
-            Status::Created
-        },
-        entry: Some(new),
-        old_etag: current_etag,
-    })
-}
-
-fn delete(
-    overlay: &mut Overlay<'_>,
-    op: usize,
-    kind: Kind,
-    name: &Name,
-    pre: Precondition,
-) -> Result<Outcome, StoreError> {
-    if overlay.entries.contains_key(&(kind, name.clone())) {
-        return Err(StoreError::Repeated {
-            kind,
-            name: name.to_string(),
-        });
-    }
-    let current = overlay.current_etag(kind, name);
-    precondition_holds(pre, kind, name, current)?;
-    let Some(etag) = current else {
-        return Err(StoreError::NotFound {
-            kind,
-            name: name.to_string(),
-        });
-    };
-    overlay.set(op, kind, name.clone(), None);
-    Ok(Outcome {
-        kind,
-        name: name.clone(),
-        status: Status::Deleted,
-        entry: None,
-        old_etag: Some(etag),
-    })
 }

@@ -38,16 +38,8 @@ use std::fs::OpenOptions;
 use std::io;
 use std::path::Path;
 
-use super::fsio::{synced_len, Uncached};
-use super::Kind;
-
-/// Length of the generation line: 20 digits and a newline.
-pub(crate) const HEADER: usize = 21;
-
-/// The lock file's generation line.
-pub(crate) fn header(generation: u64) -> String {
-    format!("{generation:020}\n")
-}
+use super::file::{header, synced_len, Uncached, HEADER};
+use crate::store::Kind;
 
 /// Records kept before compaction.
 pub(crate) const MAX_RECORDS: usize = 20_000;

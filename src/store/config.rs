@@ -1,0 +1,73 @@
+//! The store's settings and the counters it keeps.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use super::Kind;
+
+/// Settings of the store.
+#[derive(Debug, Clone)]
+pub struct StoreConfig {
+    /// The dhcp-hostsdir.
+    pub hosts_dir: PathBuf,
+    /// The dhcp-optsdir.
+    pub opts_dir: PathBuf,
+    /// Mode of written files.
+    pub file_mode: u32,
+    /// How long to wait for the directory lock before answering 503.
+    pub lock_timeout: Duration,
+    /// How long to wait for a legacy writer's lock on a file being replaced.
+    pub legacy_lock_timeout: Duration,
+    /// Most requests merged into one commit.
+    pub max_group: usize,
+}
+
+impl StoreConfig {
+    /// Defaults for the two directories.
+    pub fn new(hosts_dir: PathBuf, opts_dir: PathBuf) -> StoreConfig {
+        StoreConfig {
+            hosts_dir,
+            opts_dir,
+            file_mode: 0o644,
+            lock_timeout: Duration::from_secs(10),
+            legacy_lock_timeout: Duration::from_secs(5),
+            max_group: 256,
+        }
+    }
+
+    /// The directory of a kind.
+    pub fn dir(&self, kind: Kind) -> &std::path::Path {
+        match kind {
+            Kind::Host => &self.hosts_dir,
+            Kind::Option => &self.opts_dir,
+        }
+    }
+}
+
+/// Counters the writer keeps for status and metrics.
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct WriterStats {
+    /// Commits (lock acquisitions that wrote something).
+    pub commits: u64,
+    /// Requests answered.
+    pub requests: u64,
+    /// Files written.
+    pub files_written: u64,
+    /// Files removed.
+    pub files_removed: u64,
+    /// Full rescans because another process changed the directories.
+    pub rescans: u64,
+    /// Entries added, changed or removed by others, seen by rescans.
+    pub external_changes: u64,
+    /// The last error met by the writer, if the last commit failed.
+    pub last_error: Option<String>,
+    /// Set while the writer has been blocked in the filesystem for over
+    /// [`STALL_AFTER`]: what it is doing and for how long.
+    pub stalled: Option<String>,
+}
+
+/// How long the writer may be busy on one group before the store counts as
+/// stalled: writes are then refused at once, and readiness fails.
+pub const STALL_AFTER: Duration = Duration::from_secs(2);

@@ -1,0 +1,269 @@
+//! The store's values: which directory ([`Kind`]), what an entry means
+//! ([`Spec`]), what is on disk ([`Entry`], [`Etag`]), what is asked of the
+//! store ([`Op`], [`Precondition`]) and what it did ([`Outcome`],
+//! [`Applied`]). Plain data: nothing here touches the disk.
+
+use std::fmt;
+use std::sync::Arc;
+
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use super::index;
+use crate::entry::{HostSpec, Name, OptionsSpec};
+
+/// Which directory an entry lives in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Kind {
+    /// A `dhcp-host` line in the hosts directory.
+    Host,
+    /// `dhcp-option` lines in the options directory.
+    Option,
+}
+
+impl fmt::Display for Kind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Kind::Host => "host",
+            Kind::Option => "option",
+        })
+    }
+}
+
+/// A validated entry of either kind.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Spec {
+    /// A host entry.
+    Host(HostSpec),
+    /// An options entry.
+    Options(OptionsSpec),
+}
+
+impl Spec {
+    /// Which directory it belongs in.
+    pub fn kind(&self) -> Kind {
+        match self {
+            Spec::Host(_) => Kind::Host,
+            Spec::Options(_) => Kind::Option,
+        }
+    }
+
+    /// The canonical file contents.
+    pub fn render(&self) -> String {
+        match self {
+            Spec::Host(h) => h.render(),
+            Spec::Options(o) => o.render(),
+        }
+    }
+
+    /// Parses existing file contents as this kind.
+    pub fn parse_file(kind: Kind, bytes: &[u8]) -> Result<Spec, crate::entry::EntryError> {
+        match kind {
+            Kind::Host => HostSpec::parse_file(bytes).map(Spec::Host),
+            Kind::Option => OptionsSpec::parse_file(bytes).map(Spec::Options),
+        }
+    }
+
+    /// True when the entry sets or matches `tag`.
+    pub fn has_tag(&self, tag: &str) -> bool {
+        match self {
+            Spec::Host(h) => h.set_tags().iter().chain(h.match_tags()).any(|t| t == tag),
+            Spec::Options(o) => o
+                .options()
+                .iter()
+                .any(|opt| opt.tags.iter().any(|t| t == tag)),
+        }
+    }
+}
+
+/// The strong validator of a file: SHA-256 of its bytes.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Etag([u8; 32]);
+
+impl Etag {
+    /// Hashes file contents.
+    pub fn of(bytes: &[u8]) -> Etag {
+        Etag(Sha256::digest(bytes).into())
+    }
+
+    /// The HTTP form: the lowercase hex digest in double quotes.
+    pub fn quoted(&self) -> String {
+        format!("\"{self}\"")
+    }
+
+    /// Parses the HTTP form (quotes required, as for any strong ETag).
+    pub fn parse_quoted(s: &str) -> Option<Etag> {
+        let hex = s.trim().strip_prefix('"')?.strip_suffix('"')?;
+        let mut out = [0u8; 32];
+        hex::decode_to_slice(hex, &mut out).ok()?;
+        Some(Etag(out))
+    }
+}
+
+impl fmt::Display for Etag {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&hex::encode(self.0))
+    }
+}
+
+impl fmt::Debug for Etag {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Etag({self})")
+    }
+}
+
+/// One entry as it is on disk.
+///
+/// Kept compact, because the index holds one per file (100,000s): the
+/// file's text and its hash, not the parsed spec. [`Entry::spec`] parses
+/// the text again when asked (a few microseconds: the grammar is pure, and
+/// the text parsed when the entry was made).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    /// The file name.
+    pub name: Name,
+    /// The file's exact contents (not always canonical when written by others).
+    pub text: Box<str>,
+    /// SHA-256 of `text`.
+    pub etag: Etag,
+    kind: Kind,
+    /// The spec, only for the (never yet seen) case of a canonical
+    /// rendering that does not parse back to its spec.
+    pinned: Option<Box<Spec>>,
+    /// How its file looked on disk when last read or written (the index's
+    /// to note and read; see [`Index::stamp`]).
+    pub(crate) stamp: index::StampCell,
+}
+
+impl Entry {
+    /// An entry whose file holds the canonical rendering of `spec`.
+    pub fn canonical(name: Name, spec: Spec) -> Entry {
+        let text = spec.render();
+        let etag = Etag::of(text.as_bytes());
+        let kind = spec.kind();
+        let round_trips = Spec::parse_file(kind, text.as_bytes()).is_ok_and(|p| p == spec);
+        if !round_trips {
+            tracing::error!(name = %name, "the canonical line does not parse back to its spec; keeping the spec");
+        }
+        Entry {
+            name,
+            text: text.into_boxed_str(),
+            etag,
+            kind,
+            pinned: (!round_trips).then(|| Box::new(spec)),
+            stamp: Default::default(),
+        }
+    }
+
+    /// An entry for a file's contents, which `spec` was parsed from.
+    pub(crate) fn read(name: Name, kind: Kind, text: String, etag: Etag) -> Entry {
+        Entry {
+            name,
+            text: text.into_boxed_str(),
+            etag,
+            kind,
+            pinned: None,
+            stamp: Default::default(),
+        }
+    }
+
+    /// Which directory it is in.
+    pub fn kind(&self) -> Kind {
+        self.kind
+    }
+
+    /// What the file means.
+    pub fn spec(&self) -> Spec {
+        match &self.pinned {
+            Some(spec) => (**spec).clone(),
+            None => Spec::parse_file(self.kind, self.text.as_bytes())
+                .expect("an entry's text parsed when the entry was made, and parsing is pure"),
+        }
+    }
+}
+
+/// A condition on the current file, checked under the lock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Precondition {
+    /// Apply whatever is there.
+    None,
+    /// `If-Match`: only if the current file has this ETag.
+    IfMatch(Etag),
+    /// `If-None-Match: *`: only if there is no such entry (create only).
+    IfAbsent,
+    /// `If-Match: *`: only if the entry exists (replace only).
+    IfExists,
+}
+
+/// One change requested of the store.
+#[derive(Debug, Clone)]
+pub enum Op {
+    /// Create or replace `name` with `spec`.
+    Put {
+        /// The entry name.
+        name: Name,
+        /// The new contents.
+        spec: Spec,
+        /// Its condition.
+        precondition: Precondition,
+    },
+    /// Remove `name`.
+    Delete {
+        /// Which directory.
+        kind: Kind,
+        /// The entry name.
+        name: Name,
+        /// Its condition.
+        precondition: Precondition,
+    },
+    /// Make the entries of `kind` whose names start with `prefix` exactly
+    /// `items` (a conductor's resync), in one step.
+    Sync {
+        /// Which directory.
+        kind: Kind,
+        /// The name prefix that delimits the set.
+        prefix: String,
+        /// The wanted entries; all names start with `prefix`.
+        items: Vec<(Name, Spec)>,
+    },
+}
+
+/// What a request did to one name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    /// A new file was written.
+    Created,
+    /// An existing file was replaced with other bytes.
+    Replaced,
+    /// The same bytes were already there; nothing was written.
+    Unchanged,
+    /// The file was removed.
+    Deleted,
+}
+
+/// What happened to one name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outcome {
+    /// Which directory.
+    pub kind: Kind,
+    /// The entry name.
+    pub name: Name,
+    /// What was done.
+    pub status: Status,
+    /// The entry now on disk (`None` after a delete).
+    pub entry: Option<Arc<Entry>>,
+    /// The ETag of the file before the request, if there was one.
+    pub old_etag: Option<Etag>,
+}
+
+/// The result of a successful request.
+#[derive(Debug, Clone)]
+pub struct Applied {
+    /// One outcome per name touched, in op order.
+    pub outcomes: Vec<Outcome>,
+    /// Set when the request needs a reload: waiting for this ticket waits for
+    /// a reload that covers it.
+    pub reload_ticket: Option<u64>,
+}
