@@ -973,16 +973,55 @@ async fn preconditions_and_queries_are_refused_with_the_error_shape() {
     let (s, _, etag) = b.put("/v1/hosts/p1", spec.clone()).await;
     assert_eq!(s, StatusCode::CREATED);
     let etag = etag.unwrap();
-    // A weak or bare ETag in If-Match is malformed: 400 naming the header.
-    let weak = format!("W/{etag}");
+    // A bare ETag or other text is not an entity-tag list: 400 naming the
+    // header (RFC 9110 section 13.1.1).
     let bare = etag.trim_matches('"').to_string();
-    for bad in [weak.as_str(), bare.as_str(), "{}"] {
+    for bad in [bare.as_str(), "{}", "\"unterminated"] {
         let (s, body, _) = b
             .call("DELETE", "/v1/hosts/p1", None, &[("if-match", bad)])
             .await;
         assert_eq!(s, StatusCode::BAD_REQUEST, "{bad}: {body}");
         assert_eq!(body["error"]["field"], "If-Match");
     }
+    // Well-formed tags that cannot match under strong comparison (weak, or
+    // not this API's form) fail the condition: 412, nothing removed.
+    let weak = format!("W/{etag}");
+    for never in [weak.as_str(), "\"00\"", "\"00\", W/\"x\""] {
+        let (s, body, _) = b
+            .call("DELETE", "/v1/hosts/p1", None, &[("if-match", never)])
+            .await;
+        assert_eq!(s, StatusCode::PRECONDITION_FAILED, "{never}: {body}");
+    }
+    // A list matches when any of its tags does.
+    let (s, body, _) = b
+        .call(
+            "PUT",
+            "/v1/hosts/p1",
+            Some(spec.clone()),
+            &[("if-match", &format!("\"00\", {etag}"))],
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+    // If-None-Match compares weakly: W/ of the current tag excludes it; a
+    // foreign tag excludes nothing.
+    let (s, body, _) = b
+        .call(
+            "PUT",
+            "/v1/hosts/p1",
+            Some(spec.clone()),
+            &[("if-none-match", &weak)],
+        )
+        .await;
+    assert_eq!(s, StatusCode::PRECONDITION_FAILED, "{body}");
+    let (s, body, _) = b
+        .call(
+            "PUT",
+            "/v1/hosts/p1",
+            Some(spec.clone()),
+            &[("if-none-match", "\"00\"")],
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{body}");
     // An empty one lists no ETag: it matches nothing.
     let (s, body, _) = b
         .call("DELETE", "/v1/hosts/p1", None, &[("if-match", "")])

@@ -124,17 +124,17 @@ fn parse_op(v: &Value) -> ApiResult<Op> {
                 "give `if_match` or `if_none_match`, not both",
             ))
         }
-        (Some(Value::String(s)), None) if s == "*" => Precondition::IfExists,
+        (Some(Value::String(s)), None) if s == "*" => Precondition::if_exists(),
         (Some(Value::String(s)), None) => {
-            Precondition::IfMatch(parse_etag(s).ok_or_else(|| {
+            Precondition::if_match(parse_etag(s).ok_or_else(|| {
                 ApiError::invalid(
                     "if_match",
                     format!("if_match `{s}` is not an ETag (64 hex digits, quotes optional)"),
                 )
             })?)
         }
-        (None, None) => Precondition::None,
-        (None, Some(Value::String(s))) if s == "*" => Precondition::IfAbsent,
+        (None, None) => Precondition::NONE,
+        (None, Some(Value::String(s))) if s == "*" => Precondition::if_absent(),
         (Some(_), None) => {
             return Err(ApiError::invalid(
                 "if_match",
@@ -164,7 +164,7 @@ fn parse_op(v: &Value) -> ApiResult<Op> {
             if obj.contains_key("spec") {
                 return Err(ApiError::invalid("spec", "a delete op takes no `spec`"));
             }
-            if precondition == Precondition::IfAbsent {
+            if precondition == Precondition::if_absent() {
                 return Err(ApiError::invalid(
                     "if_none_match",
                     "`if_none_match` only applies to put",

@@ -10,11 +10,12 @@ use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
 use super::body::JsonBody;
+use super::conditional;
 use super::error::{ApiError, ApiResult};
 use super::extract::{NamePath, Query};
 use super::{reload_answer, Actor, AppState};
 use crate::entry::{HostSpec, Mac, Name, OptionsSpec};
-use crate::store::{Entry, Etag, Kind, ListQuery, Op, Outcome, Precondition, Spec, Status};
+use crate::store::{Entry, Etag, Kind, ListQuery, Op, Outcome, Spec, Status};
 
 /// Routes of both entry kinds.
 pub(super) fn router() -> Router<AppState> {
@@ -68,46 +69,6 @@ fn name_of(raw: &str) -> ApiResult<Name> {
 fn etag_header(etag: Etag) -> HeaderValue {
     // A quoted hex string is always a valid header value.
     HeaderValue::from_str(&etag.quoted()).expect("quoted hex is a valid header value")
-}
-
-/// Reads `If-Match` / `If-None-Match`.
-pub(super) fn precondition(headers: &HeaderMap, allow_absent: bool) -> ApiResult<Precondition> {
-    let get = |h: header::HeaderName| {
-        headers
-            .get(&h)
-            .map(|v| v.to_str().unwrap_or("").trim().to_string())
-    };
-    if let Some(v) = get(header::IF_MATCH) {
-        if v == "*" {
-            return Ok(Precondition::IfExists);
-        }
-        if v.is_empty() {
-            // An empty list of entity tags (RFC 9110 `#entity-tag`) matches nothing.
-            return Err(ApiError::new(
-                StatusCode::PRECONDITION_FAILED,
-                "precondition_failed",
-                "an empty If-Match lists no ETag, so it matches nothing",
-            ));
-        }
-        // Only the quoted form: a weak (`W/"…"`) or bare tag is malformed.
-        let strong = v.starts_with('"').then(|| parse_etag(&v)).flatten();
-        return strong.map(Precondition::IfMatch).ok_or_else(|| {
-            ApiError::invalid(
-                "If-Match",
-                format!("If-Match `{v}` is not `*` or a strong ETag of this API (`\"<64 hex digits>\"`)"),
-            )
-        });
-    }
-    if let Some(v) = get(header::IF_NONE_MATCH) {
-        if v == "*" && allow_absent {
-            return Ok(Precondition::IfAbsent);
-        }
-        return Err(ApiError::invalid(
-            "If-None-Match",
-            format!("If-None-Match `{v}` is not supported here; only `*` on PUT (create only)"),
-        ));
-    }
-    Ok(Precondition::None)
 }
 
 /// Accepts an ETag with or without its quotes (batch bodies carry it bare).
@@ -179,7 +140,7 @@ async fn put_entry(
     let name = name_of(&raw)?;
     let wait = q.wants_reload()?;
     let spec = parse_spec(kind, &body)?;
-    let precondition = precondition(&headers, true)?;
+    let precondition = conditional::precondition(&headers)?;
     let applied = state
         .store
         .apply(
@@ -225,7 +186,7 @@ async fn delete_entry(
 ) -> ApiResult<Response> {
     let name = name_of(&raw)?;
     let wait = q.wants_reload()?;
-    let precondition = precondition(&headers, false)?;
+    let precondition = conditional::precondition(&headers)?;
     let applied = state
         .store
         .apply(

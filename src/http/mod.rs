@@ -8,6 +8,7 @@
 pub mod auth;
 mod batch;
 mod body;
+mod conditional;
 mod entries;
 pub mod error;
 mod extract;

@@ -235,8 +235,10 @@ pub(super) fn router() -> Router<AppState> {
 
 /// An entry name (API.md "Names").
 pub const NAME_PATTERN: &str = "^[A-Za-z0-9][A-Za-z0-9._:@+-]{0,199}$";
-/// A strong ETag as `If-Match` carries it, or `*`.
-const IF_MATCH_PATTERN: &str = "^(\\*|\"[0-9a-fA-F]{64}\")$";
+/// `*` or a list of entity tags (RFC 9110 `#entity-tag`), as `If-Match` and
+/// `If-None-Match` carry them.
+const ETAG_LIST_PATTERN: &str =
+    "^[ \\t]*(\\*|((W/)?\"[^\"\\s]*\"[ \\t]*)?(,[ \\t]*((W/)?\"[^\"\\s]*\"[ \\t]*)?)*)$";
 /// A MAC: six octets of one or two hex digits or `*`, all `:` or all `-`.
 const MAC_PATTERN: &str = "^((?:[0-9A-Fa-f]{1,2}|\\*)(?::(?:[0-9A-Fa-f]{1,2}|\\*)){5}|(?:[0-9A-Fa-f]{1,2}|\\*)(?:-(?:[0-9A-Fa-f]{1,2}|\\*)){5})$";
 
@@ -305,10 +307,8 @@ fn operation(r: &Route) -> Value {
         params.push(json!({"name": "name", "in": "path", "required": true, "description": "The entry's file name", "example": "ironic-52:54:00:aa:bb:cc.conf", "schema": {"type": "string", "pattern": NAME_PATTERN}}));
     }
     if matches!(r.method, "put" | "delete") && single {
-        params.push(json!({"name": "If-Match", "in": "header", "required": false, "schema": {"type": "string", "pattern": IF_MATCH_PATTERN}, "description": "Apply only if the entry has this ETag (`*`: if it exists); 412 otherwise"}));
-    }
-    if r.method == "put" && single {
-        params.push(json!({"name": "If-None-Match", "in": "header", "required": false, "schema": {"type": "string", "enum": ["*"]}, "description": "Create only (412 if it exists)"}));
+        params.push(json!({"name": "If-Match", "in": "header", "required": false, "schema": {"type": "string", "pattern": ETAG_LIST_PATTERN}, "description": "RFC 9110: apply only if the entry has one of these ETags (strong comparison: weak tags and tags of another form never match; `*`: if it exists); 412 otherwise, 400 if malformed"}));
+        params.push(json!({"name": "If-None-Match", "in": "header", "required": false, "schema": {"type": "string", "pattern": ETAG_LIST_PATTERN}, "description": "RFC 9110: apply only if the entry has none of these ETags (weak comparison; `*`: only if it does not exist, i.e. create only on PUT); 412 otherwise, 400 if malformed"}));
     }
     let mut responses = Map::new();
     let mut ok_body = match r.ok.1 {

@@ -37,7 +37,7 @@ pub use config::{StoreConfig, WriterStats, STALL_AFTER};
 pub use error::{FsError, OpError, StoreError};
 pub use index::{Index, Key, ListQuery, Problem, Stamp, Unparsed};
 pub use sink::{ChangePlan, PendingChange, Placement, ReloadSink};
-pub use types::{Applied, Entry, Etag, Kind, Op, Outcome, Precondition, Spec, Status};
+pub use types::{Applied, Entry, Etag, Kind, Op, Outcome, Precondition, Spec, Status, Tags};
 
 /// True for the names of temp files this broker writes (dotfiles).
 pub fn is_temp_name(file_name: &str) -> bool {

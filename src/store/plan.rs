@@ -119,28 +119,15 @@ impl<'a> Overlay<'a> {
 }
 
 fn precondition_holds(
-    pre: Precondition,
+    pre: &Precondition,
     kind: Kind,
     name: &Name,
     current: Option<Etag>,
 ) -> Result<(), StoreError> {
-    match (pre, current) {
-        (Precondition::None, _) => Ok(()),
-        (Precondition::IfAbsent, None) | (Precondition::IfExists, Some(_)) => Ok(()),
-        (Precondition::IfExists, None) => Err(StoreError::Precondition(format!("{kind} entry `{name}` does not exist, so it cannot match If-Match: *"))),
-        (Precondition::IfAbsent, Some(e)) => Err(StoreError::Precondition(format!(
-            "{kind} entry `{name}` already exists (ETag {}) and If-None-Match: * asks to create only",
-            e.quoted()
-        ))),
-        (Precondition::IfMatch(want), Some(e)) if e == want => Ok(()),
-        (Precondition::IfMatch(want), Some(e)) => Err(StoreError::Precondition(format!(
-            "{kind} entry `{name}` has ETag {}, not the If-Match value {}",
-            e.quoted(),
-            want.quoted()
-        ))),
-        (Precondition::IfMatch(want), None) => Err(StoreError::Precondition(format!(
-            "{kind} entry `{name}` does not exist, so it cannot match If-Match {}",
-            want.quoted()
+    match pre.violated_by(current) {
+        None => Ok(()),
+        Some(why) => Err(StoreError::Precondition(format!(
+            "{kind} entry `{name}`: {why}"
         ))),
     }
 }
@@ -160,7 +147,7 @@ pub(super) fn plan(index: &Index, ops: &[Op]) -> Result<Plan, OpError> {
                 spec,
                 precondition,
             } => {
-                let o = put(&mut overlay, i, name, spec, *precondition).map_err(at(i))?;
+                let o = put(&mut overlay, i, name, spec, precondition).map_err(at(i))?;
                 outcomes.push(o);
             }
             Op::Delete {
@@ -168,7 +155,7 @@ pub(super) fn plan(index: &Index, ops: &[Op]) -> Result<Plan, OpError> {
                 name,
                 precondition,
             } => {
-                let o = delete(&mut overlay, i, *kind, name, *precondition).map_err(at(i))?;
+                let o = delete(&mut overlay, i, *kind, name, precondition).map_err(at(i))?;
                 outcomes.push(o);
             }
             Op::Sync {
@@ -180,14 +167,15 @@ pub(super) fn plan(index: &Index, ops: &[Op]) -> Result<Plan, OpError> {
                 for name in index.names_with_prefix(*kind, prefix) {
                     if !wanted.contains_key(&name) {
                         outcomes.push(
-                            delete(&mut overlay, i, *kind, &name, Precondition::None)
+                            delete(&mut overlay, i, *kind, &name, &Precondition::NONE)
                                 .map_err(at(i))?,
                         );
                     }
                 }
                 for (name, spec) in items {
-                    outcomes
-                        .push(put(&mut overlay, i, name, spec, Precondition::None).map_err(at(i))?);
+                    outcomes.push(
+                        put(&mut overlay, i, name, spec, &Precondition::NONE).map_err(at(i))?,
+                    );
                 }
             }
         }
@@ -224,7 +212,7 @@ fn put(
     op: usize,
     name: &Name,
     spec: &Spec,
-    pre: Precondition,
+    pre: &Precondition,
 ) -> Result<Outcome, StoreError> {
     let kind = spec.kind();
     if overlay.entries.contains_key(&(kind, name.clone())) {
@@ -268,7 +256,7 @@ fn delete(
     op: usize,
     kind: Kind,
     name: &Name,
-    pre: Precondition,
+    pre: &Precondition,
 ) -> Result<Outcome, StoreError> {
     if overlay.entries.contains_key(&(kind, name.clone())) {
         return Err(StoreError::Repeated {

@@ -183,17 +183,117 @@ impl Entry {
     }
 }
 
-/// A condition on the current file, checked under the lock.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Precondition {
+/// The entity tags an `If-Match` or `If-None-Match` lists (RFC 9110).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Tags {
+    /// `*`: any current file.
+    Any,
+    /// These ETags. Tags of another form (weak for `If-Match`, or not this
+    /// API's) can never match and are left out, so the list may be empty.
+    List(Vec<Etag>),
+}
+
+impl Tags {
+    fn contains(&self, etag: Etag) -> bool {
+        match self {
+            Tags::Any => true,
+            Tags::List(v) => v.contains(&etag),
+        }
+    }
+}
+
+impl fmt::Display for Tags {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Tags::Any => f.write_str("*"),
+            Tags::List(v) if v.is_empty() => f.write_str("(no ETag of this API)"),
+            Tags::List(v) => {
+                let quoted: Vec<String> = v.iter().map(Etag::quoted).collect();
+                f.write_str(&quoted.join(", "))
+            }
+        }
+    }
+}
+
+/// A condition on the current file, checked under the lock: RFC 9110's
+/// `If-Match` (strong comparison) and `If-None-Match` (weak comparison,
+/// which for this API's strong ETags is the same), evaluated in that order.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Precondition {
+    /// Apply only if the current file has one of these ETags (`*`: if there
+    /// is one).
+    pub if_match: Option<Tags>,
+    /// Apply only if the current file has none of these ETags (`*`: only if
+    /// there is none, i.e. create only).
+    pub if_none_match: Option<Tags>,
+}
+
+impl Precondition {
     /// Apply whatever is there.
-    None,
-    /// `If-Match`: only if the current file has this ETag.
-    IfMatch(Etag),
-    /// `If-None-Match: *`: only if there is no such entry (create only).
-    IfAbsent,
-    /// `If-Match: *`: only if the entry exists (replace only).
-    IfExists,
+    pub const NONE: Precondition = Precondition {
+        if_match: None,
+        if_none_match: None,
+    };
+
+    /// `If-Match: "<etag>"`.
+    pub fn if_match(etag: Etag) -> Precondition {
+        Precondition {
+            if_match: Some(Tags::List(vec![etag])),
+            if_none_match: None,
+        }
+    }
+
+    /// `If-None-Match: *`: create only.
+    pub fn if_absent() -> Precondition {
+        Precondition {
+            if_match: None,
+            if_none_match: Some(Tags::Any),
+        }
+    }
+
+    /// `If-Match: *`: replace only.
+    pub fn if_exists() -> Precondition {
+        Precondition {
+            if_match: Some(Tags::Any),
+            if_none_match: None,
+        }
+    }
+
+    /// Why the condition fails for a file whose ETag is `current` (`None`:
+    /// no file), or `None` when it holds.
+    pub fn violated_by(&self, current: Option<Etag>) -> Option<String> {
+        if let Some(tags) = &self.if_match {
+            match current {
+                None => {
+                    return Some(format!(
+                        "it does not exist, so it cannot match If-Match {tags}"
+                    ))
+                }
+                Some(e) if !tags.contains(e) => {
+                    return Some(format!(
+                        "it has ETag {}, which is not among the If-Match values {tags}",
+                        e.quoted()
+                    ))
+                }
+                Some(_) => {}
+            }
+        }
+        if let (Some(tags), Some(e)) = (&self.if_none_match, current) {
+            if tags.contains(e) {
+                return Some(match tags {
+                    Tags::Any => format!(
+                        "it already exists (ETag {}) and If-None-Match: * asks to create only",
+                        e.quoted()
+                    ),
+                    Tags::List(_) => format!(
+                        "it has ETag {}, which If-None-Match {tags} excludes",
+                        e.quoted()
+                    ),
+                });
+            }
+        }
+        None
+    }
 }
 
 /// One change requested of the store.
