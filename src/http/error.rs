@@ -110,12 +110,23 @@ impl From<StoreError> for ApiError {
                 ApiError::new(
                     StatusCode::SERVICE_UNAVAILABLE,
                     what,
-                    format!("the store cannot be written now: {e}"),
+                    format!("the store cannot be written now, nothing was written: {e}"),
                 )
             }
             StoreError::Stalled(_) => {
                 tracing::warn!("{message}");
                 ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "store_stalled", message)
+            }
+            StoreError::Unknown(_) => {
+                tracing::error!("{message}");
+                ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "outcome_unknown",
+                    message,
+                )
+            }
+            StoreError::WriterDead(_) => {
+                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "store_failed", message)
             }
             StoreError::ShuttingDown => {
                 ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "shutting_down", message)

@@ -49,7 +49,8 @@ impl StoreConfig {
 /// Counters the writer keeps for status and metrics.
 #[derive(Debug, Default, Clone, Serialize)]
 pub struct WriterStats {
-    /// Commits (lock acquisitions that wrote something).
+    /// Group commits: each took the directory locks once for the requests
+    /// queued together (whether or not they wrote anything).
     pub commits: u64,
     /// Requests answered.
     pub requests: u64,
@@ -57,10 +58,15 @@ pub struct WriterStats {
     pub files_written: u64,
     /// Files removed.
     pub files_removed: u64,
-    /// Full rescans because another process changed the directories.
+    /// Times files were compared with the index again because another
+    /// process changed the directories (the changed files only, or every
+    /// file when nothing narrower was known).
     pub rescans: u64,
     /// Entries added, changed or removed by others, seen by rescans.
     pub external_changes: u64,
+    /// Leftover dotfiles (a broker killed mid-write, or a fault while
+    /// cleaning up after another) removed or put back while running.
+    pub leftovers_removed: u64,
     /// The last error met by the writer, if the last commit failed.
     pub last_error: Option<String>,
     /// Set while the writer has been blocked in the filesystem for over

@@ -1,5 +1,12 @@
 //! Why a request was refused or failed, and what the client may assume
 //! about the directories afterwards.
+//!
+//! Every variant but [`StoreError::Unknown`] means the entry is exactly as it
+//! was: the failure came before anything the request changes became
+//! visible. A failure after that (a rename part-way through a request, a
+//! directory fsync that failed after the renames, a writer that stopped
+//! while applying it) is `Unknown`: the change may be in place, and may not
+//! be durable, so the client reads the entry back before it retries.
 
 use std::io;
 use std::path::PathBuf;
@@ -7,7 +14,7 @@ use std::path::PathBuf;
 use super::Kind;
 
 /// Why a request was refused or failed. Nothing was written unless the
-/// variant says otherwise.
+/// variant is [`StoreError::Unknown`].
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// The entry does not exist.
@@ -47,12 +54,31 @@ pub enum StoreError {
     },
     /// The directories stopped answering: the writer has been blocked in a
     /// filesystem call for a while (a dead node on a shared filesystem).
-    /// The change may still be applied once they answer.
+    /// The request was refused, or withdrawn before the writer took it.
     #[error("{0}")]
     Stalled(String),
+    /// The request may have been applied, in part or whole, and may not be
+    /// durable: read the entry back before retrying.
+    #[error("{0}")]
+    Unknown(String),
+    /// The store's writer has stopped (the process exits so that it is
+    /// restarted); the request was not taken.
+    #[error("{0}")]
+    WriterDead(String),
     /// The store is shutting down.
     #[error("the store is shutting down")]
     ShuttingDown,
+}
+
+impl StoreError {
+    /// The answer for a request whose changes failed part-way, or whose
+    /// directory could not be made durable after its renames.
+    pub(crate) fn unknown(e: &FsError, what: &str) -> StoreError {
+        StoreError::Unknown(format!(
+            "{what}: {e}; the change may be in place but is not known to be durable: read the \
+             entry back before retrying"
+        ))
+    }
 }
 
 impl From<FsError> for StoreError {
@@ -107,8 +133,14 @@ impl FsError {
         FsError::new(self.action, self.path.clone(), source)
     }
 
-    /// True when the error is "no space left on device" (or quota exceeded).
+    /// True when the error is "no space left on device" (or quota
+    /// exceeded), also when a library wrapped the OS error (`tempfile` adds
+    /// the path and keeps only the kind).
     pub fn is_no_space(&self) -> bool {
         matches!(self.source.raw_os_error(), Some(28) | Some(122))
+            || matches!(
+                self.source.kind(),
+                io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded
+            )
     }
 }

@@ -37,7 +37,7 @@ pub(crate) const DELETE_MARK: &str = ".hdb-del-";
 pub(crate) const OLD_MARK: &str = ".hdb-old-";
 
 /// A temp file that has been written, fsynced and closed but not yet renamed
-/// into place. Dropping it without [`Prepared::commit`] removes it.
+/// into place. Dropping it without putting it in place removes it.
 ///
 /// It must be closed before the rename: closing a written file raises
 /// `IN_CLOSE_WRITE` under whatever name it has by then, and dnsmasq would
@@ -82,20 +82,39 @@ pub(crate) fn prepare(
     })
 }
 
+/// A file operation that failed, and whether the directory already shows
+/// part of the change (so the client cannot be told "nothing was written").
+#[derive(Debug)]
+pub(crate) struct PlaceError {
+    /// What failed.
+    pub(crate) error: FsError,
+    /// The name no longer holds what it held before the operation.
+    pub(crate) partial: bool,
+}
+
+impl PlaceError {
+    fn before(error: FsError) -> PlaceError {
+        PlaceError {
+            error,
+            partial: false,
+        }
+    }
+}
+
 impl Prepared {
     /// Puts a new file in place: renamed (dnsmasq reads it at once through
-    /// inotify, which is what a create wants).
-    pub(crate) fn create(self) -> Result<(), FsError> {
+    /// inotify, which is what a create wants). A failed rename changed
+    /// nothing.
+    pub(crate) fn create(self) -> Result<(), PlaceError> {
         let target = self.target;
-        self.temp
-            .persist(&target)
-            .map(|_| ())
-            .map_err(|e| FsError::new("rename a temp file onto", &target, e.error))
+        self.temp.persist(&target).map(|_| ()).map_err(|e| {
+            PlaceError::before(FsError::new("rename a temp file onto", &target, e.error))
+        })
     }
 
     /// Replaces an existing file without raising an event dnsmasq acts on,
     /// so only the coming reload reads the new contents.
-    pub(crate) fn replace(self) -> Result<(), FsError> {
+    pub(crate) fn replace(self) -> Result<(), PlaceError> {
         let target = &self.target;
         let (Some(dir), Some(name)) =
             (target.parent(), target.file_name().and_then(|n| n.to_str()))
@@ -104,24 +123,32 @@ impl Prepared {
         };
         let parked = dir.join(format!(".{name}{OLD_MARK}{}", std::process::id()));
         fs::rename(target, &parked)
-            .map_err(|e| FsError::new("park the old version of", target, e))?;
+            .map_err(|e| PlaceError::before(FsError::new("park the old version of", target, e)))?;
         if let Err(e) = fs::hard_link(&self.temp, target) {
-            // Put the old version back; the request fails as a whole.
-            let _ = fs::rename(&parked, target);
-            return Err(FsError::new("link the new version of", target, e));
+            // Put the old version back; the request fails as a whole. If
+            // even that fails, the name is empty now: say so (the parked
+            // version is restored at the next clean-up).
+            let restored = fs::rename(&parked, target).is_ok();
+            return Err(PlaceError {
+                error: FsError::new("link the new version of", target, e),
+                partial: !restored,
+            });
         }
-        let _ = fs::remove_file(&parked);
+        if let Err(e) = fs::remove_file(&parked) {
+            // The new version is in place; the parked dotfile, which dnsmasq
+            // ignores, is removed by the next clean-up.
+            tracing::warn!(path = %parked.display(), "could not remove a parked old version: {e}");
+        }
         Ok(())
         // `self.temp` is dropped here, unlinking the dotfile name.
     }
-}
 
-impl Prepared {
     /// Puts a file under a name that has none, for the next reload only:
-    /// `link()` raises no event dnsmasq acts on. Fails if the name exists.
-    pub(crate) fn link_new(self) -> Result<(), FsError> {
+    /// `link()` raises no event dnsmasq acts on. Fails, changing nothing, if
+    /// the name exists.
+    pub(crate) fn link_new(self) -> Result<(), PlaceError> {
         fs::hard_link(&self.temp, &self.target)
-            .map_err(|e| FsError::new("link the new file", &self.target, e))
+            .map_err(|e| PlaceError::before(FsError::new("link the new file", &self.target, e)))
         // `self.temp` is dropped here, unlinking the dotfile name.
     }
 }
@@ -151,16 +178,68 @@ pub(crate) fn reread(
     if super::Stamp::of(&now) != expect {
         return Ok(false);
     }
-    prepared.create()?;
+    prepared.create().map_err(|e| e.error)?;
     Ok(true)
 }
 
 /// Removes `dir/name` without dnsmasq noticing: rename to a dotfile, unlink.
-pub(crate) fn remove(dir: &Path, name: &str) -> Result<(), FsError> {
+/// Once the rename is done the entry is gone, so a failed unlink only
+/// leaves a dotfile (ignored by dnsmasq) for the next clean-up.
+pub(crate) fn remove(dir: &Path, name: &str) -> Result<(), PlaceError> {
     let target = dir.join(name);
     let hidden = dir.join(format!(".{name}{DELETE_MARK}{}", std::process::id()));
-    fs::rename(&target, &hidden).map_err(|e| FsError::new("remove", &target, e))?;
-    fs::remove_file(&hidden).map_err(|e| FsError::new("unlink", &hidden, e))
+    fs::rename(&target, &hidden)
+        .map_err(|e| PlaceError::before(FsError::new("remove", &target, e)))?;
+    if let Err(e) = fs::remove_file(&hidden) {
+        tracing::warn!(path = %hidden.display(), "could not unlink a removed entry's dotfile: {e}");
+    }
+    Ok(())
+}
+
+/// What [`clean_leftover`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Cleaned {
+    /// Not a leftover of this broker's, or too young, or gone: untouched.
+    Kept,
+    /// A stale temp or removal dotfile, removed.
+    Removed,
+    /// An entry parked by an interrupted replace, put back under its name
+    /// (which was empty): the replace was never acknowledged.
+    Restored,
+}
+
+/// Deals with one dotfile a broker may have left behind (killed mid-write,
+/// or a second fault while cleaning up after a first), if it is older than
+/// `min_age`. The caller holds the directory locks, so no broker is writing
+/// it now; `min_age` guards against one that lost its lock unawares.
+pub(crate) fn clean_leftover(dir: &Path, file_name: &str, min_age: Duration) -> Cleaned {
+    if !is_stale_temp(file_name) {
+        return Cleaned::Kept;
+    }
+    let path = dir.join(file_name);
+    let young = fs::symlink_metadata(&path)
+        .and_then(|m| m.modified())
+        .map(|m| m.elapsed().unwrap_or_default() < min_age);
+    if young.unwrap_or(true) {
+        return Cleaned::Kept;
+    }
+    if let Some(original) = parked_name(file_name) {
+        let target = dir.join(original);
+        if !target.exists() && fs::rename(&path, &target).is_ok() {
+            tracing::warn!(file = %target.display(), "restored an entry left parked by an interrupted replace");
+            return Cleaned::Restored;
+        }
+    }
+    match fs::remove_file(&path) {
+        Ok(()) => {
+            tracing::info!(path = %path.display(), "removed a stale temp file");
+            Cleaned::Removed
+        }
+        Err(e) => {
+            tracing::warn!(path = %path.display(), "could not remove a stale temp file: {e}");
+            Cleaned::Kept
+        }
+    }
 }
 
 /// Makes the directory's entries (renames, unlinks) durable.

@@ -17,19 +17,22 @@
 //! The store knows nothing of HTTP or of how dnsmasq is reloaded: it reports
 //! which changes need a reload through [`ReloadSink`].
 
+mod apply;
 mod config;
 mod error;
 mod fsio;
 mod index;
 mod lock;
+mod place;
 mod plan;
+mod reconcile;
 mod scan;
 mod sink;
 mod types;
 mod writer;
 
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::Duration;
+use std::time::{Duration, Instant, SystemTime};
 
 use tokio::sync::oneshot;
 
@@ -37,6 +40,7 @@ pub use config::{StoreConfig, WriterStats, STALL_AFTER};
 pub use error::{FsError, OpError, StoreError};
 pub use index::{Index, Key, ListQuery, Problem, Stamp, Unparsed};
 pub use sink::{ChangePlan, PendingChange, Placement, ReloadSink};
+use types::Dirs;
 pub use types::{Applied, Entry, Etag, Kind, Op, Outcome, Precondition, Spec, Status, Tags};
 
 /// True for the names of temp files this broker writes (dotfiles).
@@ -60,24 +64,28 @@ pub fn scan_readonly(
     scan::scan(&config, false)
 }
 
+/// What the writer thread and the store's handles share.
 struct Shared {
     config: StoreConfig,
     /// Directory mtimes right after this broker's last commit or rescan; the
     /// watcher treats any other mtime as a change made elsewhere.
-    seen_mtimes: Mutex<[Option<std::time::SystemTime>; 2]>,
+    seen_mtimes: Mutex<Dirs<Option<SystemTime>>>,
     index: RwLock<Index>,
     stats: Mutex<WriterStats>,
     /// What the writer is doing on the filesystem, and since when.
-    busy: Mutex<Option<(std::time::Instant, &'static str)>>,
+    busy: Mutex<Option<(Instant, &'static str)>>,
     /// When the readiness check of the directories started, while it runs.
-    checking: Mutex<Option<std::time::Instant>>,
+    checking: Mutex<Option<Instant>>,
+    /// Set, with the reason, once the writer thread has died.
+    dead: tokio::sync::watch::Sender<Option<String>>,
+    /// `HOSTSDIR_BROKER_TEST_KILL_WRITER_ON` (see `writer`): tests only.
+    kill_writer_on: Option<String>,
 }
 
 impl Shared {
     /// Marks the writer busy with `what` (or idle with `None`).
     fn set_busy(&self, what: Option<&'static str>) {
-        *self.busy.lock().unwrap_or_else(|p| p.into_inner()) =
-            what.map(|w| (std::time::Instant::now(), w));
+        *self.busy.lock().unwrap_or_else(|p| p.into_inner()) = what.map(|w| (Instant::now(), w));
     }
 
     /// Why the store counts as stalled, when the writer has been busy for
@@ -87,6 +95,13 @@ impl Shared {
         let for_s = since.elapsed();
         (for_s > after).then(|| stall_message(what, for_s))
     }
+
+    /// The writer thread died: from now on every request is refused and
+    /// [`Store::writer_died`] resolves.
+    fn mark_dead(&self, why: String) {
+        tracing::error!("{why}");
+        self.dead.send_replace(Some(why));
+    }
 }
 
 /// What a client and an operator are told while the directories hang.
@@ -95,9 +110,7 @@ fn stall_message(what: &str, for_s: Duration) -> String {
         "the directories have not answered for {} s (the writer is blocked {what}); on a shared \
          filesystem this usually means a node that held the directory lock or the files' \
          capabilities is gone, and the metadata server releases them only when it evicts that \
-         client (Ceph: after mds session_timeout, 60 s by default, or session_autoclose, 300 s); \
-         a change already handed to the writer may still be applied then: read the entry back \
-         before retrying",
+         client (Ceph: after mds session_timeout, 60 s by default, or session_autoclose, 300 s)",
         for_s.as_secs()
     )
 }
@@ -125,6 +138,8 @@ impl Store {
             stats: Mutex::new(WriterStats::default()),
             busy: Mutex::new(None),
             checking: Mutex::new(None),
+            dead: tokio::sync::watch::Sender::new(None),
+            kill_writer_on: std::env::var("HOSTSDIR_BROKER_TEST_KILL_WRITER_ON").ok(),
         });
         let tx = writer::spawn(shared.clone(), generation, reloads);
         Ok(Store { shared, tx })
@@ -139,31 +154,65 @@ impl Store {
     /// `actor` names who asked, for the audit log line of each change.
     ///
     /// While the writer is stalled (blocked in the filesystem for over
-    /// [`STALL_AFTER`]) a request is refused at once, and one that waits
-    /// longer than the lock timeout plus [`STALL_AFTER`] is answered
-    /// [`StoreError::Stalled`]; the writer then skips it if it has not
-    /// started it yet.
+    /// [`STALL_AFTER`]) a request is refused at once. One that waits longer
+    /// than the lock timeout plus [`STALL_AFTER`] is withdrawn and answered
+    /// [`StoreError::Stalled`] if the writer has not taken it yet (it then
+    /// never will), and [`StoreError::Unknown`] if it has.
     pub async fn apply(&self, ops: Vec<Op>, actor: &str) -> Result<Applied, OpError> {
         let fail = |error| OpError { index: 0, error };
+        if let Some(why) = self.writer_dead() {
+            return Err(fail(StoreError::WriterDead(why)));
+        }
         if let Some(why) = self.shared.stalled(STALL_AFTER) {
-            return Err(fail(StoreError::Stalled(why)));
+            return Err(fail(StoreError::Stalled(format!(
+                "{why}; nothing was written"
+            ))));
         }
         let (reply, rx) = oneshot::channel();
+        let claim = Arc::new(writer::Claim::default());
         self.tx
             .send(writer::Request::Apply {
                 ops,
                 actor: actor.to_string(),
+                claim: claim.clone(),
                 reply,
             })
-            .map_err(|_| fail(StoreError::ShuttingDown))?;
+            .map_err(|_| fail(self.gone()))?;
         let limit = self.shared.config.lock_timeout + STALL_AFTER;
         match tokio::time::timeout(limit, rx).await {
-            Ok(answer) => answer.map_err(|_| fail(StoreError::ShuttingDown))?,
-            Err(_) => Err(fail(StoreError::Stalled(
-                self.shared
+            Ok(Ok(answer)) => answer,
+            // The writer dropped the request unanswered: it died.
+            Ok(Err(_)) if claim.taken() => Err(fail(StoreError::Unknown(format!(
+                "{}; it was applying this request, which may be in place: read the entry back \
+                 before retrying",
+                self.writer_dead()
+                    .unwrap_or_else(|| "the store's writer stopped".into())
+            )))),
+            Ok(Err(_)) => Err(fail(self.gone())),
+            Err(_) => {
+                let why = self
+                    .shared
                     .stalled(Duration::ZERO)
-                    .unwrap_or_else(|| stall_message("on its queue", limit)),
-            ))),
+                    .unwrap_or_else(|| stall_message("on its queue", limit));
+                Err(fail(if claim.withdraw() {
+                    StoreError::Stalled(format!(
+                        "{why}; the request was withdrawn, nothing was written"
+                    ))
+                } else {
+                    StoreError::Unknown(format!(
+                        "{why}; the writer was applying this request, which may still be put in \
+                         place: read the entry back before retrying"
+                    ))
+                }))
+            }
+        }
+    }
+
+    /// Why a request could not be handed to the writer.
+    fn gone(&self) -> StoreError {
+        match self.writer_dead() {
+            Some(why) => StoreError::WriterDead(why),
+            None => StoreError::ShuttingDown,
         }
     }
 
@@ -172,29 +221,58 @@ impl Store {
         self.shared.stalled(STALL_AFTER)
     }
 
+    /// Why the writer thread died, if it did.
+    pub fn writer_dead(&self) -> Option<String> {
+        self.shared.dead.borrow().clone()
+    }
+
+    /// Resolves, with the reason, once the writer thread has died (a bug or
+    /// a fault it could not survive): the process should then exit so that
+    /// its supervisor restarts it.
+    pub async fn writer_died(&self) -> String {
+        let mut rx = self.shared.dead.subscribe();
+        let why = match rx.wait_for(Option::is_some).await {
+            Ok(why) => why.clone().unwrap_or_default(),
+            // The sender lives in `Shared`, as long as this handle.
+            Err(_) => return std::future::pending().await,
+        };
+        why
+    }
+
+    /// Lets the writer finish every request queued so far, then stops it.
+    /// Waits at most `limit` (a writer blocked in a hung filesystem may
+    /// never finish). Answers whether it stopped in time.
+    pub async fn shutdown(&self, limit: Duration) -> bool {
+        let (done, rx) = oneshot::channel();
+        if self.tx.send(writer::Request::Stop { done }).is_err() {
+            return true;
+        }
+        matches!(tokio::time::timeout(limit, rx).await, Ok(Ok(())))
+    }
+
     /// Asks the writer to compare the index with the directories now (used by
     /// the watcher); answers with the number of external changes found.
     pub async fn refresh(&self) -> Result<u64, StoreError> {
         let (reply, rx) = oneshot::channel();
         self.tx
             .send(writer::Request::Refresh {
-                suspects: None,
-                listed_at: None,
+                listed: None,
                 reply,
             })
-            .map_err(|_| StoreError::ShuttingDown)?;
-        rx.await.map_err(|_| StoreError::ShuttingDown)?
+            .map_err(|_| self.gone())?;
+        rx.await.map_err(|_| self.gone())?
     }
 
     /// Looks for changes made by others without the directory lock and off
     /// the writer thread (stats every file, reads none) and, when some file
-    /// may have changed, asks the writer to re-read just those. Answers with
-    /// the number of external changes found. Blocking: call it from
+    /// may have changed or a leftover dotfile was seen, asks the writer to
+    /// re-read just those files and clean the leftovers. Answers with the
+    /// number of external changes found. Blocking: call it from
     /// `spawn_blocking`.
     pub fn refresh_changed_blocking(&self) -> Result<u64, StoreError> {
         let before = scan::dir_mtimes(&self.shared.config);
-        let suspects = scan::suspects(&self.shared.config, &self.shared.index, false)?;
-        if suspects.is_empty() {
+        let mut listed = scan::suspects(&self.shared.config, &self.shared.index, false)?;
+        if listed.changed.is_empty() && listed.leftovers.is_empty() {
             // Nothing to do; remember the directories as seen, so an mtime
             // moved by a temp file that came and went is not re-checked.
             *self
@@ -204,15 +282,15 @@ impl Store {
                 .unwrap_or_else(|p| p.into_inner()) = before;
             return Ok(0);
         }
+        listed.mtimes = before;
         let (reply, rx) = oneshot::channel();
         self.tx
             .send(writer::Request::Refresh {
-                suspects: Some(suspects),
-                listed_at: Some(before),
+                listed: Some(listed),
                 reply,
             })
-            .map_err(|_| StoreError::ShuttingDown)?;
-        rx.blocking_recv().map_err(|_| StoreError::ShuttingDown)?
+            .map_err(|_| self.gone())?;
+        rx.blocking_recv().map_err(|_| self.gone())?
     }
 
     /// Catches up with other brokers' commits through the writer: when the
@@ -225,8 +303,8 @@ impl Store {
         let (reply, rx) = oneshot::channel();
         self.tx
             .send(writer::Request::CatchUp { reply })
-            .map_err(|_| StoreError::ShuttingDown)?;
-        rx.blocking_recv().map_err(|_| StoreError::ShuttingDown)?
+            .map_err(|_| self.gone())?;
+        rx.blocking_recv().map_err(|_| self.gone())?
     }
 
     /// Runs `f` on the index under a read lock. Never hold it across `.await`.

@@ -7,10 +7,11 @@
 
 use std::fs;
 use std::sync::{Arc, RwLock};
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use super::fsio;
 use super::lock::Locks;
+use super::types::Dirs;
 use super::FsError;
 use super::{Entry, Etag, Index, Kind, Problem, Spec, Stamp, StoreConfig};
 use crate::entry::Name;
@@ -19,7 +20,7 @@ use crate::entry::Name;
 /// directories' mtimes after the scan.
 pub(crate) fn scan_locked(
     config: &StoreConfig,
-) -> Result<(Index, u64, [Option<SystemTime>; 2]), FsError> {
+) -> Result<(Index, u64, Dirs<Option<SystemTime>>), FsError> {
     let mut locks = Locks::acquire(config)?;
     let generation = locks.generation()?;
     let index = scan(config, true)?;
@@ -30,8 +31,20 @@ pub(crate) fn scan_locked(
 }
 
 /// The mtimes of both directories now.
-pub(crate) fn dir_mtimes(config: &StoreConfig) -> [Option<SystemTime>; 2] {
-    [Kind::Host, Kind::Option].map(|k| fs::metadata(config.dir(k)).and_then(|m| m.modified()).ok())
+pub(crate) fn dir_mtimes(config: &StoreConfig) -> Dirs<Option<SystemTime>> {
+    Dirs::from_fn(|k| fs::metadata(config.dir(k)).and_then(|m| m.modified()).ok())
+}
+
+/// What a stat pass found.
+#[derive(Debug, Default)]
+pub(crate) struct Listed {
+    /// Files that may differ from what the index holds.
+    pub(crate) changed: Vec<(Kind, String)>,
+    /// Dotfiles a broker may have left behind (stale temp files, removals
+    /// and replaces interrupted), for the writer to clean under the locks.
+    pub(crate) leftovers: Vec<(Kind, String)>,
+    /// The directories' mtimes from before they were listed.
+    pub(crate) mtimes: Dirs<Option<SystemTime>>,
 }
 
 /// Reads both directories, both at once. The caller holds the locks; with
@@ -88,12 +101,14 @@ pub(crate) fn suspects(
     config: &StoreConfig,
     index: &RwLock<Index>,
     clean: bool,
-) -> Result<Vec<(Kind, String)>, FsError> {
+) -> Result<Listed, FsError> {
     use nix::fcntl::AtFlags;
     let mut out = Vec::new();
+    let mut leftovers = Vec::new();
     for kind in [Kind::Host, Kind::Option] {
         let dir = config.dir(kind);
         let mut listed = list_dir(dir, clean)?;
+        leftovers.extend(listed.leftovers.drain(..).map(|n| (kind, n)));
         let dir_fd = fs::File::open(dir).map_err(|e| FsError::new("open", dir, e))?;
         // Stat'ed concurrently: on a network filesystem a stat of a file
         // another node just wrote waits for the metadata server, and many
@@ -147,26 +162,34 @@ pub(crate) fn suspects(
     }
     out.sort();
     out.dedup();
-    Ok(out)
+    Ok(Listed {
+        changed: out,
+        leftovers,
+        mtimes: Dirs::default(),
+    })
 }
 
 /// The names in `dir` that dnsmasq would read (no dotfiles, editor backups
-/// or autosaves), into one buffer: nix's `Dir` lends each name without an
+/// or autosaves), into one buffer: rustix's `Dir` lends each name without an
 /// allocation, and a stat pass over 100,000s of files once a minute should
-/// not make a string per file. With `clean` (the caller holds the locks),
-/// an entry a killed broker left parked is put back and stale temp files
-/// are removed. Names that are not UTF-8 are kept apart (lossily).
+/// not make a string per file. (rustix closes the directory without
+/// `closedir`, so a failing close cannot panic the writer: nix's `Dir` did,
+/// on an `EBADF` from an injected fault.) With `clean` (the caller holds the
+/// locks), an entry a killed broker left parked is put back and stale temp
+/// files are removed; without, their names are kept apart for the writer to
+/// clean later. Names that are not UTF-8 are kept apart (lossily).
 fn list_dir(dir: &std::path::Path, clean: bool) -> Result<Listing, FsError> {
-    use nix::fcntl::OFlag;
-    let list_err = |e: nix::errno::Errno| FsError::new("list", dir, std::io::Error::from(e));
-    let mut listed = Listing::default();
-    let mut entries = nix::dir::Dir::open(
+    use rustix::fs::{Dir, Mode, OFlags};
+    let list_err = |e: rustix::io::Errno| FsError::new("list", dir, std::io::Error::from(e));
+    let fd = rustix::fs::open(
         dir,
-        OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
-        nix::sys::stat::Mode::empty(),
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
     )
     .map_err(list_err)?;
-    for item in entries.iter() {
+    let mut entries = Dir::new(fd).map_err(list_err)?;
+    let mut listed = Listing::default();
+    while let Some(item) = entries.read() {
         let item = item.map_err(list_err)?;
         let Ok(file_name) = item.file_name().to_str() else {
             listed
@@ -174,29 +197,19 @@ fn list_dir(dir: &std::path::Path, clean: bool) -> Result<Listing, FsError> {
                 .push(item.file_name().to_string_lossy().into_owned());
             continue;
         };
+        if file_name == "." || file_name == ".." {
+            continue;
+        }
         if file_name.starts_with('.') {
-            if !clean {
+            if !fsio::is_stale_temp(file_name) {
                 continue;
             }
-            if let Some(original) = fsio::parked_name(file_name) {
-                // Killed mid-replace: the old version was parked and the
-                // new one never linked. Put the old one back (the replace
-                // was never acknowledged).
-                let (parked, target) = (dir.join(file_name), dir.join(original));
-                if !target.exists() && fs::rename(&parked, &target).is_ok() {
-                    tracing::warn!(file = %target.display(), "restored an entry left parked by an interrupted replace");
-                    listed.push(original);
-                    continue;
-                }
+            if !clean {
+                listed.leftovers.push(file_name.to_string());
+                continue;
             }
-            if fsio::is_stale_temp(file_name) {
-                let path = dir.join(file_name);
-                match fs::remove_file(&path) {
-                    Ok(()) => tracing::info!(path = %path.display(), "removed a stale temp file"),
-                    Err(e) => {
-                        tracing::warn!(path = %path.display(), "could not remove a stale temp file: {e}")
-                    }
-                }
+            if fsio::clean_leftover(dir, file_name, Duration::ZERO) == fsio::Cleaned::Restored {
+                listed.push(fsio::parked_name(file_name).unwrap_or_default());
             }
             continue;
         }
@@ -217,6 +230,8 @@ struct Listing {
     spans: Vec<(u32, u32)>,
     /// Names that are not UTF-8, lossily (not in `spans`).
     not_utf8: Vec<String>,
+    /// Leftover dotfiles seen (see [`list_dir`]).
+    leftovers: Vec<String>,
 }
 
 impl Listing {

@@ -367,3 +367,53 @@ pub struct Applied {
     /// a reload that covers it.
     pub reload_ticket: Option<u64>,
 }
+
+/// One value per directory.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Dirs<T> {
+    /// For the hosts directory.
+    pub(crate) host: T,
+    /// For the options directory.
+    pub(crate) option: T,
+}
+
+impl<T> Dirs<T> {
+    /// Both values made by `f`.
+    pub(crate) fn from_fn(mut f: impl FnMut(Kind) -> T) -> Dirs<T> {
+        Dirs {
+            host: f(Kind::Host),
+            option: f(Kind::Option),
+        }
+    }
+
+    /// The value for `kind`.
+    pub(crate) fn get(&self, kind: Kind) -> &T {
+        match kind {
+            Kind::Host => &self.host,
+            Kind::Option => &self.option,
+        }
+    }
+
+    /// The value for `kind`, to change.
+    pub(crate) fn get_mut(&mut self, kind: Kind) -> &mut T {
+        match kind {
+            Kind::Host => &mut self.host,
+            Kind::Option => &mut self.option,
+        }
+    }
+}
+
+impl Dirs<bool> {
+    /// True for either directory.
+    pub(crate) fn any(&self) -> bool {
+        self.host || self.option
+    }
+
+    /// Or'ed with `other`, per directory.
+    pub(crate) fn or(self, other: Dirs<bool>) -> Dirs<bool> {
+        Dirs {
+            host: self.host || other.host,
+            option: self.option || other.option,
+        }
+    }
+}
