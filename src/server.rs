@@ -2,8 +2,15 @@
 //! checks; graceful shutdown.
 //!
 //! Shutdown order matters: the HTTP server stops accepting and lets
-//! in-flight requests finish (some wait for a reload), then the scheduler
-//! sends any pending reload, then the store's writer drains and stops.
+//! in-flight requests finish (some wait for a reload), the watcher stops,
+//! the store's writer finishes what was queued and stops, and only then
+//! does the scheduler send the pending reload (which then covers every
+//! change the writer made).
+//!
+//! If the store's writer thread dies (a bug, or a fault it could not
+//! survive), the broker shuts down the same way and exits with status 1,
+//! so that its supervisor (kubelet) restarts it: answering every write
+//! with an error forever would help nobody.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -135,6 +142,22 @@ where
 #[error("{0}")]
 pub struct StartError(pub String);
 
+impl StartError {
+    /// The process exit status for it: 2 for what stopped the start (bad
+    /// flags, unusable directories), 1 for a broker that started and then
+    /// failed.
+    pub fn exit_code(&self) -> i32 {
+        if self.0.starts_with(FAILED) {
+            1
+        } else {
+            2
+        }
+    }
+}
+
+/// How the reason of a failure after start-up begins.
+const FAILED: &str = "stopped: ";
+
 fn init_logging(format: LogFormat) {
     let filter =
         tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
@@ -161,7 +184,7 @@ pub fn main(args: ServeArgs) -> i32 {
         Ok(()) => 0,
         Err(e) => {
             eprintln!("hostsdir-broker: {e}");
-            2
+            e.exit_code()
         }
     }
 }
@@ -293,6 +316,8 @@ pub async fn run(args: ServeArgs) -> Result<(), StartError> {
     let mut config = StoreConfig::new(args.hosts_dir.clone(), args.opts_dir.clone());
     config.file_mode = args.file_mode;
     config.lock_timeout = Duration::from_millis(args.lock_timeout_ms);
+    // Tests only (see StoreConfig::kill_writer_on).
+    config.kill_writer_on = std::env::var("HOSTSDIR_BROKER_TEST_KILL_WRITER_ON").ok();
     let store = Store::open(config, scheduler.clone()).map_err(|e| StartError(e.to_string()))?;
     startup_reload(&store, &scheduler);
     // dnsmasq's list of file names starts from the directories as they are
@@ -316,10 +341,11 @@ pub async fn run(args: ServeArgs) -> Result<(), StartError> {
             let _ = rx.wait_for(|s| *s).await;
         }))
     };
+    let (watcher_stop, watcher_stop_rx) = tokio::sync::watch::channel(false);
     let watcher = crate::watch::spawn(
         store.clone(),
         Duration::from_millis(args.poll_interval_ms),
-        stop_rx.clone(),
+        watcher_stop_rx,
     );
 
     let tokens = match &args.token_file {
@@ -335,7 +361,7 @@ pub async fn run(args: ServeArgs) -> Result<(), StartError> {
     };
     let state = AppState {
         tokens,
-        store,
+        store: store.clone(),
         reloads: scheduler.clone(),
         lease_file: args.lease_file.clone(),
         started: Instant::now(),
@@ -363,22 +389,42 @@ pub async fn run(args: ServeArgs) -> Result<(), StartError> {
         max_connections: usize::try_from(args.max_connections).unwrap_or(usize::MAX),
         shutdown_timeout: Duration::from_millis(args.shutdown_timeout_ms),
     };
+    let died = Arc::new(std::sync::Mutex::new(None));
+    let stopping = {
+        let (store, died) = (store.clone(), died.clone());
+        async move {
+            tokio::select! {
+                () = shutdown_signal() => {}
+                why = store.writer_died() => {
+                    tracing::error!("shutting down: {why}");
+                    *died.lock().unwrap_or_else(|p| p.into_inner()) = Some(why);
+                }
+            }
+        }
+    };
     let result = match tls {
         Some(config) => {
             let listener = crate::tls::TlsListener::new(listener, config)
                 .map_err(|e| StartError(e.to_string()))?;
-            serve(listener, app, shutdown_signal(), conn_limits).await
+            serve(listener, app, stopping, conn_limits).await
         }
-        None => serve(listener, app, shutdown_signal(), conn_limits).await,
+        None => serve(listener, app, stopping, conn_limits).await,
     };
-    tracing::info!("HTTP server stopped; flushing the pending reload");
-    let _ = stop_tx.send(true);
-    let _ = scheduler_task.await;
+    tracing::info!("HTTP server stopped; draining the writer, then flushing the pending reload");
+    let _ = watcher_stop.send(true);
     if let Some(w) = watcher {
         let _ = w.await;
     }
+    if !store.shutdown(conn_limits.shutdown_timeout).await {
+        tracing::warn!("the store's writer did not finish within the shutdown timeout");
+    }
+    let _ = stop_tx.send(true);
+    let _ = scheduler_task.await;
     scheduler.reloader().shutdown();
-    result.map_err(|e| StartError(format!("the server failed: {e}")))
+    if let Some(why) = died.lock().unwrap_or_else(|p| p.into_inner()).take() {
+        return Err(StartError(format!("{FAILED}{why}")));
+    }
+    result.map_err(|e| StartError(format!("{FAILED}the server failed: {e}")))
 }
 
 /// Resolves on SIGTERM or Ctrl-C (SIGINT).

@@ -24,6 +24,7 @@ pub(super) fn router() -> Router<AppState> {
         .route("/v1/leases", get(leases))
         .route("/v1/status", get(status))
         .route("/healthz", get(healthz))
+        .route("/livez", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
 }
@@ -152,8 +153,19 @@ async fn status(State(state): State<AppState>) -> Json<Value> {
     }))
 }
 
-async fn healthz() -> Json<Value> {
-    Json(json!({"status": "ok"}))
+/// Liveness (`/healthz`, `/livez`): the process serves, and its store's
+/// writer is alive. A dead writer (the process is about to exit) fails it,
+/// so a supervisor that sees the failure before the exit restarts the
+/// broker as well.
+async fn healthz(State(state): State<AppState>) -> Response {
+    match state.store.writer_dead() {
+        None => Json(json!({"status": "ok"})).into_response(),
+        Some(why) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"status": "failed", "reason": why})),
+        )
+            .into_response(),
+    }
 }
 
 async fn readyz(State(state): State<AppState>) -> Response {
@@ -172,7 +184,12 @@ async fn readyz(State(state): State<AppState>) -> Response {
         .await
         .ok()
         .flatten();
+    let dead = state.store.writer_dead();
     let (status, body) = match check {
+        _ if dead.is_some() => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            json!({"status": "not_ready", "reason": dead}),
+        ),
         _ if stalled.is_some() => (
             StatusCode::SERVICE_UNAVAILABLE,
             json!({"status": "not_ready", "reason": stalled}),

@@ -22,6 +22,10 @@ pub struct StoreConfig {
     pub legacy_lock_timeout: Duration,
     /// Most requests merged into one commit.
     pub max_group: usize,
+    /// Tests only: the writer panics when asked to put an entry of this
+    /// name, to show what happens when it dies (the server reads it from
+    /// `HOSTSDIR_BROKER_TEST_KILL_WRITER_ON`). `None` in production.
+    pub kill_writer_on: Option<String>,
 }
 
 impl StoreConfig {
@@ -34,6 +38,7 @@ impl StoreConfig {
             lock_timeout: Duration::from_secs(10),
             legacy_lock_timeout: Duration::from_secs(5),
             max_group: 256,
+            kill_writer_on: None,
         }
     }
 

@@ -78,8 +78,6 @@ struct Shared {
     checking: Mutex<Option<Instant>>,
     /// Set, with the reason, once the writer thread has died.
     dead: tokio::sync::watch::Sender<Option<String>>,
-    /// `HOSTSDIR_BROKER_TEST_KILL_WRITER_ON` (see `writer`): tests only.
-    kill_writer_on: Option<String>,
 }
 
 impl Shared {
@@ -130,18 +128,22 @@ impl Store {
             std::fs::create_dir_all(dir)
                 .map_err(|e| FsError::new("create the directory", dir.clone(), e))?;
         }
-        let (index, generation, mtimes) = scan::scan_locked(&config)?;
+        let scanned = scan::scan_locked(&config)?;
         let shared = Arc::new(Shared {
             config,
-            seen_mtimes: Mutex::new(mtimes),
-            index: RwLock::new(index),
+            seen_mtimes: Mutex::new(scanned.mtimes),
+            index: RwLock::new(scanned.index),
             stats: Mutex::new(WriterStats::default()),
             busy: Mutex::new(None),
             checking: Mutex::new(None),
             dead: tokio::sync::watch::Sender::new(None),
-            kill_writer_on: std::env::var("HOSTSDIR_BROKER_TEST_KILL_WRITER_ON").ok(),
         });
-        let tx = writer::spawn(shared.clone(), generation, reloads);
+        let tx = writer::spawn(
+            shared.clone(),
+            scanned.generation,
+            scanned.lock_mtime,
+            reloads,
+        );
         Ok(Store { shared, tx })
     }
 
@@ -231,12 +233,15 @@ impl Store {
     /// its supervisor restarts it.
     pub async fn writer_died(&self) -> String {
         let mut rx = self.shared.dead.subscribe();
-        let why = match rx.wait_for(Option::is_some).await {
-            Ok(why) => why.clone().unwrap_or_default(),
+        let why = rx
+            .wait_for(Option::is_some)
+            .await
+            .map(|why| why.clone().unwrap_or_default());
+        match why {
+            Ok(why) => why,
             // The sender lives in `Shared`, as long as this handle.
-            Err(_) => return std::future::pending().await,
-        };
-        why
+            Err(_) => std::future::pending().await,
+        }
     }
 
     /// Lets the writer finish every request queued so far, then stops it.

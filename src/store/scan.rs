@@ -16,18 +16,32 @@ use super::FsError;
 use super::{Entry, Etag, Index, Kind, Problem, Spec, Stamp, StoreConfig};
 use crate::entry::Name;
 
-/// Takes the locks and scans; returns the index, the generation read and the
-/// directories' mtimes after the scan.
-pub(crate) fn scan_locked(
-    config: &StoreConfig,
-) -> Result<(Index, u64, Dirs<Option<SystemTime>>), FsError> {
+/// What a locked start-up scan found.
+pub(crate) struct Scanned {
+    /// Both directories, read.
+    pub(crate) index: Index,
+    /// The generation in the lock file.
+    pub(crate) generation: u64,
+    /// The lock file's mtime: the writer's "as I left it".
+    pub(crate) lock_mtime: Option<SystemTime>,
+    /// The directories' mtimes after the scan.
+    pub(crate) mtimes: Dirs<Option<SystemTime>>,
+}
+
+/// Takes the locks and scans.
+pub(crate) fn scan_locked(config: &StoreConfig) -> Result<Scanned, FsError> {
     let mut locks = Locks::acquire(config)?;
     let generation = locks.generation()?;
     let index = scan(config, true)?;
     for p in index.problems.iter().chain(&index.duplicates()) {
         tracing::warn!(kind = %p.kind, file = %p.file, "{}", p.reason);
     }
-    Ok((index, generation, dir_mtimes(config)))
+    Ok(Scanned {
+        index,
+        generation,
+        lock_mtime: locks.modified(),
+        mtimes: dir_mtimes(config),
+    })
 }
 
 /// The mtimes of both directories now.

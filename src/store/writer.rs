@@ -35,7 +35,7 @@ use std::time::SystemTime;
 use tokio::sync::oneshot;
 
 use super::apply::{self, Done, Early};
-use super::lock::{self, Locks};
+use super::lock::Locks;
 use super::place::ReloadNeed;
 use super::reconcile;
 use super::scan::{self, Listed};
@@ -100,13 +100,15 @@ impl Claim {
 }
 
 /// Starts the writer thread.
+/// `generation` and `committed_at` are the lock file as the start-up scan
+/// found it.
 pub(crate) fn spawn(
     shared: Arc<Shared>,
     generation: u64,
+    committed_at: Option<SystemTime>,
     reloads: Arc<dyn ReloadSink>,
 ) -> Sender<Request> {
     let (tx, rx) = std::sync::mpsc::channel();
-    let committed_at = lock::last_commit(&shared.config);
     let writer = Writer {
         shared,
         generation,
@@ -478,19 +480,18 @@ impl Writer {
         reconcile::rescan(&self.shared, &*self.reloads, need, clean)
     }
 
-    /// A test hook: `HOSTSDIR_BROKER_TEST_KILL_WRITER_ON=<entry name>` in
-    /// the environment makes the writer panic when asked to put that name,
-    /// so tests can check what happens when the writer dies (the process
-    /// must exit; see `Shared::mark_dead`). Unset in production.
+    /// A test hook ([`super::StoreConfig::kill_writer_on`]): the writer
+    /// panics when asked to put that name, so tests can check what happens
+    /// when it dies (see `Shared::mark_dead`). Unset in production.
     fn kill_switch(&self, ops: &[Op]) {
-        let Some(name) = &self.shared.kill_writer_on else {
+        let Some(name) = &self.shared.config.kill_writer_on else {
             return;
         };
         if ops
             .iter()
             .any(|op| matches!(op, Op::Put { name: n, .. } if n.as_str() == name))
         {
-            panic!("HOSTSDIR_BROKER_TEST_KILL_WRITER_ON={name}: the writer was told to die");
+            panic!("the writer was told to die on `{name}` (a test hook)");
         }
     }
 }

@@ -16,6 +16,8 @@ pub(crate) struct BrokerProcess {
     pub(crate) child: Child,
     /// `http://127.0.0.1:PORT` (or `https://…`), from its listening line.
     pub(crate) url: String,
+    /// Where its stderr goes, when kept.
+    pub(crate) log: Option<tempfile::NamedTempFile>,
 }
 
 impl BrokerProcess {
@@ -35,7 +37,11 @@ impl BrokerProcess {
             .strip_prefix("listening on ")
             .unwrap_or_else(|| panic!("no listening line, got {line:?}"))
             .to_string();
-        BrokerProcess { child, url }
+        BrokerProcess {
+            child,
+            url,
+            log: None,
+        }
     }
 
     /// `serve --listen 127.0.0.1:0` plus `args`, stderr discarded.
@@ -45,6 +51,43 @@ impl BrokerProcess {
             .args(args)
             .stderr(Stdio::null());
         BrokerProcess::start(cmd)
+    }
+
+    /// Like [`BrokerProcess::serve`] with `env` set and stderr kept (see
+    /// [`BrokerProcess::stderr`]).
+    pub(crate) fn serve_with_env(args: &[&std::ffi::OsStr], env: &[(&str, &str)]) -> BrokerProcess {
+        let log = tempfile::NamedTempFile::new().unwrap();
+        let mut cmd = Command::new(BIN);
+        cmd.args(["serve", "--listen", "127.0.0.1:0"])
+            .args(args)
+            .envs(env.iter().copied())
+            .stderr(log.reopen().unwrap());
+        let mut broker = BrokerProcess::start(cmd);
+        broker.log = Some(log);
+        broker
+    }
+
+    /// What it wrote to stderr so far (when kept).
+    pub(crate) fn stderr(&self) -> String {
+        self.log
+            .as_ref()
+            .map(|l| std::fs::read_to_string(l.path()).unwrap_or_default())
+            .unwrap_or_default()
+    }
+
+    /// Waits up to `limit` for the process to exit; its exit code (`None`
+    /// inside: killed by a signal), or `None` outside when it still runs.
+    pub(crate) fn wait_exit(&mut self, limit: Duration) -> Option<Option<i32>> {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status.code());
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 }
 
