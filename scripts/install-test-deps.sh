@@ -6,6 +6,8 @@
 #   iproute2      `ip netns` / veth for the private test network
 #   python3-venv  for the project's Python-side tooling
 #   build-essential, debian-archive-keyring, gnupg: to build and verify 2.91/2.93
+#   fiu-utils     libfiu's fiu-run/fiu-ctrl: faults injected into a running
+#                 broker (tests/fiu.rs)
 # Idempotent: installs only what is missing and runs `apt-get update` only
 # when something must be installed. Must run as root. Fails loudly.
 set -euo pipefail
@@ -22,7 +24,7 @@ say() { echo "install-test-deps: $*" >&2; }
 command -v apt-get >/dev/null || die "apt-get not found: these tests expect a Debian (bookworm) machine"
 command -v dpkg-query >/dev/null || die "dpkg-query not found"
 
-wanted=(dnsmasq-base udhcpc iproute2 python3-venv build-essential debian-archive-keyring gnupg)
+wanted=(dnsmasq-base udhcpc iproute2 python3-venv build-essential debian-archive-keyring gnupg fiu-utils)
 missing=()
 for pkg in "${wanted[@]}"; do
     status=$(dpkg-query -W -f='${db:Status-Status}' "$pkg" 2>/dev/null || true)
@@ -48,7 +50,7 @@ else
 fi
 
 # Check the tools the tests actually call, whatever installed them.
-for tool in /usr/sbin/dnsmasq ip udhcpc; do
+for tool in /usr/sbin/dnsmasq ip udhcpc fiu-run fiu-ctrl; do
     command -v "$tool" >/dev/null || die "$tool still missing after install"
 done
 /usr/sbin/dnsmasq --version | head -n 1 | grep -q '^Dnsmasq version 2\.90 ' \

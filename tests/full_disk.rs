@@ -106,3 +106,54 @@ fn a_full_disk_answers_507_and_writes_nothing() {
         201
     );
 }
+
+/// Regression: ENOSPC while the temp file is created (here: no inode left)
+/// was answered 503, because `tempfile` wraps the OS error with its path and
+/// only the error's kind survives. It is 507 like any other full disk, and
+/// nothing is written.
+#[test]
+fn no_inode_left_for_the_temp_file_is_507_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let mnt = dir.path().join("mnt");
+    std::fs::create_dir_all(&mnt).unwrap();
+    let status = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=4m,nr_inodes=64", "tmpfs"])
+        .arg(&mnt)
+        .status()
+        .unwrap();
+    assert!(
+        status.success(),
+        "cannot mount a tmpfs (this test needs root)"
+    );
+    let _fs = Tmpfs(mnt.clone());
+    let (hosts, opts) = (mnt.join("hosts"), mnt.join("opts"));
+    let broker = BrokerProcess::serve(&[
+        "--hosts-dir".as_ref(),
+        hosts.as_os_str(),
+        "--opts-dir".as_ref(),
+        opts.as_os_str(),
+    ]);
+    let url = broker.url.clone();
+    // Use up every inode (ENOSPC on create), keeping the blocks free.
+    let mut n = 0;
+    while std::fs::write(mnt.join(format!("filler-{n}")), "").is_ok() {
+        n += 1;
+        assert!(n < 1000, "the tmpfs has more inodes than asked for");
+    }
+    let (status, body) = call(
+        "PUT",
+        &format!("{url}/v1/hosts/new"),
+        Some(json!({"macs": ["52:54:00:00:00:02"]})),
+    );
+    assert_eq!(status, 507, "{body}");
+    assert_eq!(body["error"]["code"], "no_space");
+    assert!(visible(&hosts).is_empty(), "{:?}", visible(&hosts));
+    std::fs::remove_file(mnt.join("filler-0")).unwrap();
+    std::fs::remove_file(mnt.join("filler-1")).unwrap();
+    let (status, body) = call(
+        "PUT",
+        &format!("{url}/v1/hosts/new"),
+        Some(json!({"macs": ["52:54:00:00:00:02"]})),
+    );
+    assert_eq!(status, 201, "{body}");
+}
