@@ -42,7 +42,7 @@ pub struct Route {
     pub query: &'static [&'static str],
 }
 
-const W: &[u16] = &[400, 401, 403, 409, 412, 413, 415, 503, 507];
+const W: &[u16] = &[400, 401, 403, 409, 412, 413, 415, 500, 503, 507];
 
 /// Every route the API serves.
 pub const ROUTES: &[Route] = &[
@@ -92,7 +92,7 @@ pub const ROUTES: &[Route] = &[
         summary: "Remove a host entry",
         body: None,
         ok: (204, None),
-        errors: &[400, 401, 403, 404, 412, 503],
+        errors: &[400, 401, 403, 404, 412, 500, 503, 507],
         access: Access::Write,
         query: &["wait"],
     },
@@ -142,7 +142,7 @@ pub const ROUTES: &[Route] = &[
         summary: "Remove an option entry",
         body: None,
         ok: (204, None),
-        errors: &[400, 401, 403, 404, 412, 503],
+        errors: &[400, 401, 403, 404, 412, 500, 503, 507],
         access: Access::Write,
         query: &["wait"],
     },
@@ -152,7 +152,7 @@ pub const ROUTES: &[Route] = &[
         summary: "Apply many ops all-or-nothing under one lock, with at most one reload",
         body: Some("BatchRequest"),
         ok: (200, Some("BatchResult")),
-        errors: &[400, 401, 403, 404, 409, 412, 413, 415, 503, 507],
+        errors: &[400, 401, 403, 404, 409, 412, 413, 415, 500, 503, 507],
         access: Access::Write,
         query: &["wait"],
     },
@@ -338,7 +338,10 @@ fn operation(r: &Route) -> Value {
     }
     responses.insert(r.ok.0.to_string(), ok_body);
     for code in r.errors {
-        responses.insert(code.to_string(), json_body("Error", "Error"));
+        responses.insert(
+            code.to_string(),
+            json_body("Error", error_description(*code)),
+        );
     }
     // Any request can be cut off by --request-timeout-ms.
     responses.insert("408".into(), json_body("Error", "Request timeout"));
@@ -355,6 +358,23 @@ fn operation(r: &Route) -> Value {
         Access::Read | Access::Write => json!([{"bearer": []}]),
     };
     op
+}
+
+/// What an error status means for the entry: which answers guarantee that
+/// nothing was written, and which leave the outcome unknown.
+fn error_description(status: u16) -> &'static str {
+    match status {
+        400 => "Invalid request (`field` names the bad value); nothing was written",
+        401 | 403 => "No token, or a token without the role; nothing was written",
+        404 => "No such entry (or route); nothing was written",
+        409 => "A MAC or IP belongs to another entry (the message names it); nothing was written",
+        412 => "If-Match / If-None-Match did not hold; nothing was written",
+        413 | 415 => "Body too large, or not JSON; nothing was written",
+        500 => "`outcome_unknown`: the change may be in place (a rename part-way through the request, a directory fsync that failed after it, a writer that stopped while applying it) and may not be durable; read the entry back before retrying",
+        503 => "Nothing was written: `lock_timeout`, `store_unavailable`, `store_stalled`, `store_failed`, `shutting_down`. Except with `?wait=reload`: `reload_failed` and `reload_deferred` mean the change IS stored and will be served after a later reload",
+        507 => "`no_space`: the disk is full; nothing was written",
+        _ => "Error",
+    }
 }
 
 /// A realistic body for each request schema (Ironic's shapes).
