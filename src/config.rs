@@ -205,6 +205,17 @@ pub struct ServeArgs {
         default_value_t = 10_000
     )]
     pub lock_timeout_ms: u64,
+    /// On CephFS with Ceph's default MDS settings, a call on a file another
+    /// node just wrote waits for the metadata server's next journal flush
+    /// (up to 5 s); the broker asks for the flush when a call has waited
+    /// 15 ms (`auto`: when the hosts directory is on CephFS).
+    #[arg(
+        long,
+        env = "HOSTSDIR_BROKER_MDS_NUDGE",
+        value_enum,
+        default_value_t = crate::store::NudgeMode::Auto
+    )]
+    pub mds_nudge: crate::store::NudgeMode,
     /// A request's head (request line and headers) must arrive within this
     /// many milliseconds of the connection opening or going idle after a
     /// response; otherwise the connection is closed. This is also the

@@ -316,6 +316,7 @@ pub async fn run(args: ServeArgs) -> Result<(), StartError> {
     let mut config = StoreConfig::new(args.hosts_dir.clone(), args.opts_dir.clone());
     config.file_mode = args.file_mode;
     config.lock_timeout = Duration::from_millis(args.lock_timeout_ms);
+    config.nudge = args.mds_nudge;
     // Tests only (see StoreConfig::kill_writer_on).
     config.kill_writer_on = std::env::var("HOSTSDIR_BROKER_TEST_KILL_WRITER_ON").ok();
     let store = Store::open(config, scheduler.clone()).map_err(|e| StartError(e.to_string()))?;

@@ -34,7 +34,7 @@ use notify::{EventKind, RecursiveMode, Watcher};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
-use crate::store::{Kind, Store};
+use crate::store::{CaughtUp, Kind, Store};
 
 /// Every this many poll ticks, stat every file even if the directories'
 /// mtimes did not move (in-place rewrites); a minute at the default poll.
@@ -83,11 +83,13 @@ pub fn spawn(
                         s.refresh_changed_blocking()
                     } else if !s.dirs_changed_elsewhere() {
                         Ok(0)
-                    } else if s.catch_up_blocking()? {
-                        // Another broker's commits, read from the journal.
-                        Ok(0)
                     } else {
-                        s.refresh_changed_blocking()
+                        match s.catch_up_blocking()? {
+                            // Another broker's commits, read from the
+                            // journal; or only this broker's own.
+                            CaughtUp::Moved | CaughtUp::Unchanged => Ok(0),
+                            CaughtUp::Changed => s.refresh_changed_blocking(),
+                        }
                     }
                 })
                 .await

@@ -75,7 +75,10 @@ pub(super) fn apply(
     };
     let fail = |op, error: StoreError| OpError { index: op, error };
 
-    let prepared = prepare_changes(config, &plan.changes, early)?;
+    let prepared = {
+        let _watch = shared.nudger.watch();
+        prepare_changes(config, &plan.changes, early)?
+    };
 
     // Wait out legacy writers holding a file we replace.
     let mut legacy_locks = Vec::new();
@@ -109,6 +112,7 @@ pub(super) fn apply(
                 external: false,
             };
             let placed = place(reloads, &index, &pending, |how| {
+                let _watch = shared.nudger.watch();
                 put_in_place(config.dir(change.kind), change, p, how.placement)
             });
             match placed {
@@ -305,9 +309,10 @@ pub(super) fn names_touched<'a>(
 /// what its request finally writes (a name put twice in one group), is
 /// prepared again by the request, which then reports any error.
 pub(super) fn prepare_group<'a>(
-    config: &StoreConfig,
+    shared: &Shared,
     requests: impl Iterator<Item = &'a [Op]>,
 ) -> Early {
+    let config = &shared.config;
     let mut items: Vec<(Kind, Name, String)> = Vec::new();
     for op in requests.flatten() {
         match op {
@@ -325,6 +330,7 @@ pub(super) fn prepare_group<'a>(
         return Early::new();
     }
     let done = par_map(&items, 16, |(kind, name, text)| {
+        let _watch = shared.nudger.watch();
         let started = std::time::Instant::now();
         let p = fsio::prepare(
             config.dir(*kind),

@@ -22,6 +22,15 @@ pub struct StoreConfig {
     pub legacy_lock_timeout: Duration,
     /// Most requests merged into one commit.
     pub max_group: usize,
+    /// How long the writer keeps the directory lock after a group, waiting
+    /// for the next request (a client writing entry after entry).
+    pub lock_linger: Duration,
+    /// Longest the writer keeps the directory lock over several groups
+    /// before it lets another broker have a turn.
+    pub lock_max_hold: Duration,
+    /// Whether to nudge CephFS's metadata server when a call waits on it
+    /// (see `store::nudge`).
+    pub nudge: super::NudgeMode,
     /// Tests only: the writer panics when asked to put an entry of this
     /// name, to show what happens when it dies (the server reads it from
     /// `HOSTSDIR_BROKER_TEST_KILL_WRITER_ON`). `None` in production.
@@ -38,6 +47,9 @@ impl StoreConfig {
             lock_timeout: Duration::from_secs(10),
             legacy_lock_timeout: Duration::from_secs(5),
             max_group: 256,
+            lock_linger: Duration::from_millis(20),
+            lock_max_hold: Duration::from_millis(250),
+            nudge: super::NudgeMode::Auto,
             kill_writer_on: None,
         }
     }
@@ -74,6 +86,9 @@ pub struct WriterStats {
     pub leftovers_removed: u64,
     /// The last error met by the writer, if the last commit failed.
     pub last_error: Option<String>,
+    /// Times the metadata server was asked to flush its journal because a
+    /// call waited on it (`None`: not nudging; see `store::nudge`).
+    pub mds_nudges: Option<u64>,
     /// Set while the writer has been blocked in the filesystem for over
     /// [`STALL_AFTER`]: what it is doing and for how long.
     pub stalled: Option<String>,

@@ -23,6 +23,7 @@ mod error;
 mod fsio;
 mod index;
 mod lock;
+mod nudge;
 mod place;
 mod plan;
 mod reconcile;
@@ -39,9 +40,11 @@ use tokio::sync::oneshot;
 pub use config::{StoreConfig, WriterStats, STALL_AFTER};
 pub use error::{FsError, OpError, StoreError};
 pub use index::{Index, Key, ListQuery, Problem, Stamp, Unparsed};
+pub use nudge::NudgeMode;
 pub use sink::{ChangePlan, PendingChange, Placement, ReloadSink};
 use types::Dirs;
 pub use types::{Applied, Entry, Etag, Kind, Op, Outcome, Precondition, Spec, Status, Tags};
+pub use writer::CaughtUp;
 
 /// True for the names of temp files this broker writes (dotfiles).
 pub fn is_temp_name(file_name: &str) -> bool {
@@ -61,7 +64,7 @@ pub fn scan_readonly(
         opts.map(|o| o.to_path_buf())
             .unwrap_or_else(|| empty.path().to_path_buf()),
     );
-    scan::scan(&config, false)
+    scan::scan(&config, false, &nudge::Nudger::default())
 }
 
 /// What the writer thread and the store's handles share.
@@ -78,6 +81,10 @@ struct Shared {
     checking: Mutex<Option<Instant>>,
     /// Set, with the reason, once the writer thread has died.
     dead: tokio::sync::watch::Sender<Option<String>>,
+    /// Nudges CephFS's metadata server when a call waits on it.
+    nudger: nudge::Nudger,
+    /// The writer holds the directory lock now (between groups too).
+    holding: std::sync::atomic::AtomicBool,
 }
 
 impl Shared {
@@ -128,7 +135,8 @@ impl Store {
             std::fs::create_dir_all(dir)
                 .map_err(|e| FsError::new("create the directory", dir.clone(), e))?;
         }
-        let scanned = scan::scan_locked(&config)?;
+        let nudger = nudge::Nudger::new(&config.hosts_dir, config.nudge);
+        let scanned = scan::scan_locked(&config, &nudger)?;
         let shared = Arc::new(Shared {
             config,
             seen_mtimes: Mutex::new(scanned.mtimes),
@@ -137,6 +145,8 @@ impl Store {
             busy: Mutex::new(None),
             checking: Mutex::new(None),
             dead: tokio::sync::watch::Sender::new(None),
+            nudger,
+            holding: Default::default(),
         });
         let tx = writer::spawn(
             shared.clone(),
@@ -276,7 +286,12 @@ impl Store {
     /// `spawn_blocking`.
     pub fn refresh_changed_blocking(&self) -> Result<u64, StoreError> {
         let before = scan::dir_mtimes(&self.shared.config);
-        let mut listed = scan::suspects(&self.shared.config, &self.shared.index, false)?;
+        let mut listed = scan::suspects(
+            &self.shared.config,
+            &self.shared.index,
+            false,
+            &self.shared.nudger,
+        )?;
         if listed.changed.is_empty() && listed.leftovers.is_empty() {
             // Nothing to do; remember the directories as seen, so an mtime
             // moved by a temp file that came and went is not re-checked.
@@ -301,10 +316,11 @@ impl Store {
     /// Catches up with other brokers' commits through the writer: when the
     /// generation in the lock file moved, the files the change journal
     /// names for the missed generations are re-read (a full scan when it
-    /// cannot cover the gap). Answers whether the generation had moved —
-    /// if not, a directory change was made by someone else than a broker.
-    /// Blocking: call it from `spawn_blocking`.
-    pub fn catch_up_blocking(&self) -> Result<bool, StoreError> {
+    /// cannot cover the gap). Then, with this broker's own writes noted,
+    /// says whether the directories still differ from what the index
+    /// reflects: a change by a writer that takes no lock, for a stat pass
+    /// to find. Blocking: call it from `spawn_blocking`.
+    pub fn catch_up_blocking(&self) -> Result<CaughtUp, StoreError> {
         let (reply, rx) = oneshot::channel();
         self.tx
             .send(writer::Request::CatchUp { reply })
@@ -326,26 +342,16 @@ impl Store {
     }
 
     /// True when a directory's mtime differs from what this broker last
-    /// left it at: someone else added, renamed or removed a file.
+    /// left it at: someone else added, renamed or removed a file — or this
+    /// broker's own writer is between a rename and noting the new mtimes;
+    /// [`Store::catch_up_blocking`] tells the two apart.
     pub fn dirs_changed_elsewhere(&self) -> bool {
-        let seen = || {
-            *self
+        scan::dir_mtimes(&self.shared.config)
+            != *self
                 .shared
                 .seen_mtimes
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
-        };
-        if scan::dir_mtimes(&self.shared.config) == seen() {
-            return false;
-        }
-        // Perhaps our own writer is between a rename and noting the new
-        // mtimes: look again while holding the directory locks (the writer
-        // notes them before it lets go), so a busy broker does not mistake
-        // its own writes for someone else's.
-        match lock::Locks::acquire(&self.shared.config) {
-            Ok(_locks) => scan::dir_mtimes(&self.shared.config) != seen(),
-            Err(_) => true,
-        }
     }
 
     /// When a broker last changed the directories: the lock file's mtime,
@@ -364,6 +370,7 @@ impl Store {
             .unwrap_or_else(|p| p.into_inner())
             .clone();
         stats.stalled = self.stalled();
+        stats.mds_nudges = self.shared.nudger.nudges();
         stats
     }
 
@@ -391,11 +398,18 @@ impl Store {
         Ok(result)
     }
 
-    /// Checks that both directories can be locked and written now.
+    /// Checks that both directories can be locked and written now (the
+    /// lock is proven when this broker's writer holds it).
     pub fn check_writable(&self) -> Result<(), FsError> {
         let c = &self.shared.config;
+        let held = self
+            .shared
+            .holding
+            .load(std::sync::atomic::Ordering::Acquire);
         for dir in [&c.hosts_dir, &c.opts_dir] {
-            lock::try_lock(dir, Duration::from_secs(2))?;
+            if !held {
+                lock::try_lock(dir, Duration::from_secs(2))?;
+            }
             nix::unistd::access(dir.as_path(), nix::unistd::AccessFlags::W_OK)
                 .map_err(|e| FsError::new("write to", dir.clone(), e.into()))?;
         }

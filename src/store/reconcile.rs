@@ -26,7 +26,7 @@ pub(super) fn rescan(
     need: &mut ReloadNeed,
     clean: bool,
 ) -> Result<u64, FsError> {
-    let suspects = scan::suspects(&shared.config, &shared.index, clean)?;
+    let suspects = scan::suspects(&shared.config, &shared.index, clean, &shared.nudger)?;
     reconcile(shared, reloads, suspects.changed, need)
 }
 
@@ -52,7 +52,7 @@ pub(super) fn reconcile(
     let mut extra = Vec::new();
     // Read concurrently (see scan::par_map), applied in order.
     let reads = scan::par_map(&suspects, 16, |(kind, file)| {
-        scan::read_file(&dirs[*kind as usize], *kind, file)
+        scan::read_file(&dirs[*kind as usize], *kind, file, &shared.nudger)
     });
     let mut found: Vec<Found> = suspects
         .into_iter()
@@ -99,6 +99,7 @@ pub(super) fn reconcile(
                     return Ok(());
                 };
                 let dir = config.dir(kind);
+                let _watch = shared.nudger.watch();
                 let served = !how.needs_reload
                     && how.placement == Placement::Now
                     && stamp.is_some_and(|expect| {

@@ -11,6 +11,7 @@ use std::time::{Duration, SystemTime};
 
 use super::fsio;
 use super::lock::Locks;
+use super::nudge::Nudger;
 use super::types::Dirs;
 use super::FsError;
 use super::{Entry, Etag, Index, Kind, Problem, Spec, Stamp, StoreConfig};
@@ -29,10 +30,10 @@ pub(crate) struct Scanned {
 }
 
 /// Takes the locks and scans.
-pub(crate) fn scan_locked(config: &StoreConfig) -> Result<Scanned, FsError> {
+pub(crate) fn scan_locked(config: &StoreConfig, nudger: &Nudger) -> Result<Scanned, FsError> {
     let mut locks = Locks::acquire(config)?;
     let generation = locks.generation()?;
-    let index = scan(config, true)?;
+    let index = scan(config, true, nudger)?;
     for p in index.problems.iter().chain(&index.duplicates()) {
         tracing::warn!(kind = %p.kind, file = %p.file, "{}", p.reason);
     }
@@ -63,10 +64,10 @@ pub(crate) struct Listed {
 
 /// Reads both directories, both at once. The caller holds the locks; with
 /// `clean`, stale temp files left by a killed broker are removed.
-pub(crate) fn scan(config: &StoreConfig, clean: bool) -> Result<Index, FsError> {
+pub(crate) fn scan(config: &StoreConfig, clean: bool, nudger: &Nudger) -> Result<Index, FsError> {
     let (hosts, options) = std::thread::scope(|s| {
-        let options = s.spawn(|| scan_kind(config, Kind::Option, clean));
-        let hosts = scan_kind(config, Kind::Host, clean);
+        let options = s.spawn(|| scan_kind(config, Kind::Option, clean, nudger));
+        let hosts = scan_kind(config, Kind::Host, clean, nudger);
         (hosts, options.join())
     });
     let mut index = hosts?;
@@ -76,7 +77,12 @@ pub(crate) fn scan(config: &StoreConfig, clean: bool) -> Result<Index, FsError> 
 }
 
 /// Reads one directory into an index of its own.
-fn scan_kind(config: &StoreConfig, kind: Kind, clean: bool) -> Result<Index, FsError> {
+fn scan_kind(
+    config: &StoreConfig,
+    kind: Kind,
+    clean: bool,
+    nudger: &Nudger,
+) -> Result<Index, FsError> {
     let mut index = Index::default();
     let dir = config.dir(kind);
     let mut names = list_dir(dir, clean)?;
@@ -91,7 +97,7 @@ fn scan_kind(config: &StoreConfig, kind: Kind, clean: bool) -> Result<Index, FsE
     // and indexed here in name order while the workers read ahead.
     index.reserve(kind, names.spans.len());
     let mut sorted = Vec::with_capacity(names.spans.len());
-    read_each(&dir_fd, kind, &names, |f| {
+    read_each(&dir_fd, kind, &names, nudger, |f| {
         index.problems.extend(f.problems);
         if let Some((name, u)) = f.unparsed {
             index.set_unparsed_quiet(kind, name, u);
@@ -115,6 +121,7 @@ pub(crate) fn suspects(
     config: &StoreConfig,
     index: &RwLock<Index>,
     clean: bool,
+    nudger: &Nudger,
 ) -> Result<Listed, FsError> {
     use nix::fcntl::AtFlags;
     let mut out = Vec::new();
@@ -137,6 +144,7 @@ pub(crate) fn suspects(
         };
         for spans in listed.spans.chunks(4096) {
             let stamps = par_map(spans, threads, |&span| {
+                let _watch = nudger.watch();
                 nix::sys::stat::fstatat(&dir_fd, listed.c_name(span), AtFlags::empty())
                     .ok()
                     .map(|st| Stamp::from_stat(&st))
@@ -324,7 +332,13 @@ pub(crate) fn par_map<T: Sync, R: Send>(
 /// batches in order and the caller indexes while they read ahead, so only
 /// a few batches of parsed files are held at once (the start-up peak, and
 /// the fragmentation it leaves, stay small).
-fn read_each(dir: &fs::File, kind: Kind, names: &Listing, mut take: impl FnMut(FileRead)) {
+fn read_each(
+    dir: &fs::File,
+    kind: Kind,
+    names: &Listing,
+    nudger: &Nudger,
+    mut take: impl FnMut(FileRead),
+) {
     use std::sync::atomic::{AtomicUsize, Ordering};
     const BATCH: usize = 512;
     let threads = std::thread::available_parallelism()
@@ -333,7 +347,7 @@ fn read_each(dir: &fs::File, kind: Kind, names: &Listing, mut take: impl FnMut(F
         .min(8);
     if threads < 2 || names.spans.len() < 2 * BATCH {
         for &span in &names.spans {
-            take(read_file(dir, kind, names.name(span)));
+            take(read_file(dir, kind, names.name(span), nudger));
         }
         return;
     }
@@ -348,7 +362,7 @@ fn read_each(dir: &fs::File, kind: Kind, names: &Listing, mut take: impl FnMut(F
                 let Some(batch) = batches.get(i) else { break };
                 let reads = batch
                     .iter()
-                    .map(|&span| read_file(dir, kind, names.name(span)))
+                    .map(|&span| read_file(dir, kind, names.name(span), nudger))
                     .collect();
                 if tx.send((i, reads)).is_err() {
                     break;
@@ -391,7 +405,7 @@ pub(crate) struct FileRead {
 /// Reads one file of the directory `dir` as an entry, or says why it is not
 /// one. No entry for files dnsmasq ignores too (dotfiles, `~`, `#…#`,
 /// subdirectories).
-pub(crate) fn read_file(dir: &fs::File, kind: Kind, file_name: &str) -> FileRead {
+pub(crate) fn read_file(dir: &fs::File, kind: Kind, file_name: &str, nudger: &Nudger) -> FileRead {
     use nix::fcntl::OFlag;
     use std::io::Read as _;
     use std::os::unix::fs::PermissionsExt;
@@ -402,6 +416,8 @@ pub(crate) fn read_file(dir: &fs::File, kind: Kind, file_name: &str) -> FileRead
     {
         return out;
     }
+    // A file another node just wrote waits for the metadata server.
+    let _watch = nudger.watch();
     // Non-blocking, so a FIFO planted in the directory cannot hang the scan.
     let opened = nix::fcntl::openat(
         dir,

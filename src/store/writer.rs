@@ -58,13 +58,24 @@ pub(crate) enum Request {
         reply: oneshot::Sender<Result<u64, StoreError>>,
     },
     /// Catch up with other brokers' commits (from the change journal, or a
-    /// full scan if it cannot cover the gap); answers whether the
-    /// generation had moved.
+    /// full scan if it cannot cover the gap); answered after the group.
     CatchUp {
-        reply: oneshot::Sender<Result<bool, StoreError>>,
+        reply: oneshot::Sender<Result<CaughtUp, StoreError>>,
     },
     /// Finish what was queued before this, then stop.
     Stop { done: oneshot::Sender<()> },
+}
+
+/// What a catch-up found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CaughtUp {
+    /// Another broker had committed; its changes are in the index now.
+    Moved,
+    /// No broker committed, but a directory changed since this broker
+    /// last looked: a writer that takes no lock (a stat pass finds what).
+    Changed,
+    /// Nothing changed but this broker's own writes.
+    Unchanged,
 }
 
 /// Who has a request: still queued, taken by the writer, or withdrawn by a
@@ -111,6 +122,7 @@ pub(crate) fn spawn(
     let (tx, rx) = std::sync::mpsc::channel();
     let writer = Writer {
         shared,
+        held: None,
         generation,
         reloads,
         committed_at,
@@ -125,6 +137,9 @@ pub(crate) fn spawn(
 
 struct Writer {
     shared: Arc<Shared>,
+    /// The directory lock, kept after a group while more requests come
+    /// (see [`Held`]).
+    held: Option<Held>,
     /// The generation this broker last saw in (or wrote to) the lock file.
     generation: u64,
     reloads: Arc<dyn ReloadSink>,
@@ -139,6 +154,22 @@ struct Writer {
     /// `Shared::seen_mtimes`): a full stat pass here, under the lock, would
     /// stall every write for as long.
     committed_at: Option<SystemTime>,
+}
+
+/// The directory lock, kept from one group to the next while requests keep
+/// coming: a client writing one entry after another then pays the lock
+/// (a `flock` and its release per directory: four metadata round trips on
+/// CephFS, two thirds of a lone write's) and the catch-up check once per
+/// lease instead of once per write. Let go of after `lock_linger` without
+/// a request, and after `lock_max_hold` in any case, so that another
+/// broker, waiting in the lock's queue, gets its turn.
+struct Held {
+    locks: Locks,
+    /// When it was taken.
+    since: std::time::Instant,
+    /// A new generation was stored during this lease: later groups only
+    /// add journal records under it.
+    announced: bool,
 }
 
 /// One group commit: its requests and what became of them.
@@ -163,6 +194,8 @@ struct Group {
     announced: bool,
     /// A `Stop` request, answered once the group is done.
     stop: Option<oneshot::Sender<()>>,
+    /// `CatchUp` requests, answered once the group's own writes are noted.
+    catch_ups: Vec<oneshot::Sender<Result<CaughtUp, StoreError>>>,
 }
 
 enum Answer {
@@ -179,7 +212,7 @@ enum Answer {
 impl Writer {
     fn run(mut self, rx: Receiver<Request>) {
         let max = self.shared.config.max_group.max(1);
-        while let Ok(first) = rx.recv() {
+        while let Some(first) = self.next_request(&rx) {
             let mut requests = vec![first];
             while requests.len() < max {
                 match rx.try_recv() {
@@ -197,10 +230,23 @@ impl Writer {
             self.shared.set_busy(None);
             match ran {
                 Ok(Some(done)) => {
+                    self.release();
                     let _ = done.send(());
                     break;
                 }
-                Ok(None) => {}
+                Ok(None) => {
+                    let config = &self.shared.config;
+                    if self
+                        .held
+                        .as_ref()
+                        .is_some_and(|h| h.since.elapsed() >= config.lock_max_hold)
+                    {
+                        // Another broker's turn: it waits in the lock's
+                        // queue, ahead of this writer's next request.
+                        self.release();
+                        std::thread::yield_now();
+                    }
+                }
                 Err(panic) => {
                     let what = panic
                         .downcast_ref::<&str>()
@@ -214,7 +260,34 @@ impl Writer {
                 }
             }
         }
+        self.release();
         tracing::debug!("store writer stopped");
+    }
+
+    /// The next request: waited for as long as it comes, but while the
+    /// directory lock is held only for the lease's linger (then the lock is
+    /// let go and the wait goes on). `None` once every handle is gone.
+    fn next_request(&mut self, rx: &Receiver<Request>) -> Option<Request> {
+        use std::sync::mpsc::RecvTimeoutError;
+        if let Some(held) = &self.held {
+            let config = &self.shared.config;
+            let left = config.lock_max_hold.saturating_sub(held.since.elapsed());
+            match rx.recv_timeout(config.lock_linger.min(left)) {
+                Ok(r) => return Some(r),
+                Err(RecvTimeoutError::Disconnected) => return None,
+                Err(RecvTimeoutError::Timeout) => self.release(),
+            }
+        }
+        rx.recv().ok()
+    }
+
+    /// Lets go of the directory lock, if held.
+    fn release(&mut self) {
+        if self.held.take().is_some() {
+            self.shared
+                .holding
+                .store(false, std::sync::atomic::Ordering::Release);
+        }
     }
 
     /// Commits one group; answers the `Stop` it held, if any.
@@ -226,9 +299,22 @@ impl Writer {
             baseline: scan::dir_mtimes(&shared.config),
             ..Group::default()
         };
-        let mut locks = match self.lock_and_catch_up(&mut group) {
-            Ok(l) => l,
-            Err(e) => return fail_all(&shared, requests, &e),
+        let mut held = match self.held.take() {
+            // Nobody else can have committed while this writer held the lock.
+            Some(h) => h,
+            None => match self.lock_and_catch_up(&mut group) {
+                Ok(locks) => {
+                    self.shared
+                        .holding
+                        .store(true, std::sync::atomic::Ordering::Release);
+                    Held {
+                        locks,
+                        since: std::time::Instant::now(),
+                        announced: false,
+                    }
+                }
+                Err(e) => return fail_all(&shared, requests, &e),
+            },
         };
         let ops = || {
             requests.iter().filter_map(|r| match r {
@@ -236,13 +322,14 @@ impl Writer {
                 _ => None,
             })
         };
-        let mut early = apply::prepare_group(&shared.config, ops());
+        let mut early = apply::prepare_group(&shared, ops());
         let names = apply::names_touched(&shared, ops());
         for request in requests {
-            self.run_request(request, &mut locks, &mut group, &mut early, &names);
+            self.run_request(request, &mut held, &mut group, &mut early, &names);
         }
         drop(early); // unused temp files, removed while the locks are held
-        let synced = self.publish(locks, &mut group);
+        let synced = self.publish(&held.locks, &mut group);
+        self.held = Some(held);
         self.answer(group, synced)
     }
 
@@ -304,7 +391,7 @@ impl Writer {
     fn run_request(
         &mut self,
         request: Request,
-        locks: &mut Locks,
+        held: &mut Held,
         group: &mut Group,
         early: &mut Early,
         names: &[(Kind, String)],
@@ -322,21 +409,27 @@ impl Writer {
                     return;
                 }
                 self.kill_switch(&ops);
-                let generation = self.generation;
-                let announced_before = group.announced;
+                // Other brokers learn the names before any of them changes:
+                // the lease's first group stores a new generation, later
+                // ones add journal records under it.
+                let generation = &mut self.generation;
                 let mut announce = || {
-                    if !group.announced {
-                        locks.commit(generation + 1, names)?;
-                        group.announced = true;
+                    if group.announced {
+                        return Ok(());
                     }
+                    if held.announced {
+                        held.locks.record(*generation, names);
+                    } else {
+                        held.locks.commit(*generation + 1, names)?;
+                        *generation += 1;
+                        held.announced = true;
+                    }
+                    group.announced = true;
                     Ok(())
                 };
                 let shared = self.shared.clone();
                 let result =
                     apply::apply(&shared, &*self.reloads, &ops, &actor, early, &mut announce);
-                if group.announced && !announced_before {
-                    self.generation = generation + 1;
-                }
                 let result = match result {
                     Ok(done) => {
                         group.wrote = group.wrote.or(done.wrote);
@@ -379,17 +472,15 @@ impl Writer {
                 .map_err(StoreError::from);
                 group.answers.push(Answer::Refresh(reply, result));
             }
-            Request::CatchUp { reply } => {
-                let _ = reply.send(Ok(group.moved));
-            }
+            Request::CatchUp { reply } => group.catch_ups.push(reply),
             Request::Stop { done } => group.stop = Some(done),
         }
     }
 
     /// Phase 4: one fsync per directory written; notes what the directories
-    /// look like now and lets go of the locks. Answers the directories
-    /// whose fsync failed.
-    fn publish(&mut self, locks: Locks, group: &mut Group) -> Dirs<Option<FsError>> {
+    /// look like now. Answers the directories whose fsync failed. (The
+    /// locks are let go of by the caller, after the lease.)
+    fn publish(&mut self, locks: &Locks, group: &mut Group) -> Dirs<Option<FsError>> {
         let config = &self.shared.config;
         let metrics = crate::metrics::get();
         let synced = Dirs::from_fn(|kind| {
@@ -397,6 +488,7 @@ impl Writer {
                 return None;
             }
             let started = std::time::Instant::now();
+            let _watch = self.shared.nudger.watch();
             let result = super::fsio::fsync_dir(config.dir(kind));
             metrics
                 .fsync_seconds
@@ -418,7 +510,19 @@ impl Writer {
                 *group.baseline.get(k)
             }
         });
-        drop(locks);
+        let caught_up = if group.moved {
+            CaughtUp::Moved
+        } else if [Kind::Host, Kind::Option]
+            .into_iter()
+            .any(|k| !*group.wrote.get(k) && now.get(k) != group.baseline.get(k))
+        {
+            CaughtUp::Changed
+        } else {
+            CaughtUp::Unchanged
+        };
+        for reply in group.catch_ups.drain(..) {
+            let _ = reply.send(Ok(caught_up));
+        }
         synced
     }
 

@@ -12,7 +12,7 @@ use std::fs::{self, File, OpenOptions, Permissions};
 use std::io::{self, Seek, SeekFrom, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::store::FsError;
 
@@ -54,30 +54,49 @@ impl DirLock {
             .truncate(false)
             .open(&path)
             .map_err(|e| FsError::new("open the lock file", &path, e))?;
-        let _ = file.set_permissions(Permissions::from_mode(0o644));
-        let start = Instant::now();
-        let mut pause = Duration::from_millis(1);
-        loop {
-            match file.try_lock() {
-                Ok(()) => return Ok(DirLock { file, path }),
-                Err(fs::TryLockError::WouldBlock) if start.elapsed() < timeout => {
-                    std::thread::sleep(pause);
-                    pause = (pause * 2).min(Duration::from_millis(50));
-                }
-                Err(fs::TryLockError::WouldBlock) => {
-                    let e = io::Error::new(
-                        io::ErrorKind::TimedOut,
-                        format!(
-                            "still held by another process after {timeout:?} (another broker \
-                             or a legacy writer, on this node or another node; if the holder's \
-                             node is gone, a shared filesystem releases its lock only when the \
-                             metadata server evicts that client: on Ceph after mds \
-                             session_timeout)"
-                        ),
-                    );
-                    return Err(FsError::new("lock", &path, e));
-                }
-                Err(fs::TryLockError::Error(e)) => return Err(FsError::new("lock", &path, e)),
+        // Readable by everyone (a dnsmasq in the same directory ignores it,
+        // being a dotfile); set only when it is not, since on a network
+        // filesystem each `chmod` is a metadata round trip.
+        if file
+            .metadata()
+            .is_ok_and(|m| m.permissions().mode() & 0o7777 != 0o644)
+        {
+            let _ = file.set_permissions(Permissions::from_mode(0o644));
+        }
+        match file.try_lock() {
+            Ok(()) => return Ok(DirLock { file, path }),
+            Err(fs::TryLockError::WouldBlock) => {}
+            Err(fs::TryLockError::Error(e)) => return Err(FsError::new("lock", &path, e)),
+        }
+        // Held: wait in the lock's own queue, which is first come, first
+        // served on CephFS (the MDS grants waiting locks in order; a broker
+        // that lets go and asks again queues behind the others), rather
+        // than polling, which a broker that keeps writing could starve. A
+        // thread blocks in `flock` and hands the file back; after the
+        // timeout nobody takes it, and it lets go of the lock it got.
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::Builder::new()
+            .name("flock-wait".into())
+            .spawn(move || {
+                let got = file.lock().map(|()| file);
+                let _ = tx.send(got);
+            })
+            .map_err(|e| FsError::new("lock", &path, e))?;
+        match rx.recv_timeout(timeout) {
+            Ok(Ok(file)) => Ok(DirLock { file, path }),
+            Ok(Err(e)) => Err(FsError::new("lock", &path, e)),
+            Err(_) => {
+                let e = io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!(
+                        "still held by another process after {timeout:?} (another broker \
+                         or a legacy writer, on this node or another node; if the holder's \
+                         node is gone, a shared filesystem releases its lock only when the \
+                         metadata server evicts that client: on Ceph after mds \
+                         session_timeout)"
+                    ),
+                );
+                Err(FsError::new("lock", &path, e))
             }
         }
     }

@@ -72,6 +72,15 @@ impl Locks {
         journal::since(self.hosts.path(), known, current)
     }
 
+    /// Adds `names` to the journal records of `generation`, which this
+    /// holder already stored (a later group of the same lease). A journal
+    /// that cannot be written is only logged, as in [`Locks::commit`].
+    pub(crate) fn record(&mut self, generation: u64, names: &[(Kind, String)]) {
+        if let Err(e) = journal::append(self.hosts.path(), generation, names) {
+            tracing::warn!("could not append to the change journal: {e}");
+        }
+    }
+
     /// Records commit `generation`, which changes `names`: journal first,
     /// then the generation (a reader that sees the new generation finds its
     /// records). A journal that cannot be written is only logged: other
