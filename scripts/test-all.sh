@@ -42,6 +42,8 @@ run cargo test --test cephfs -- --test-threads=1
 scripts/cephfs-lab.sh down
 run examples/ironic/run-tests.sh
 run examples/kubernetes/validate.sh
+# The alerts (promtool), the dashboard, and a real Prometheus scraping a broker.
+run scripts/test-monitoring.sh
 # The API against its own OpenAPI document (schemathesis, fixed seed).
 run scripts/schemathesis.sh
 
@@ -51,5 +53,6 @@ python=$(grep -oE '^=+ [0-9]+ passed' "$log" | grep -oE '[0-9]+' | awk '{s += $1
 k8s=$(grep -oE 'kubernetes manifests: [0-9]+ passed' "$log" | awk '{s += $3} END {print s + 0}')
 # schemathesis counts as one check per API operation it tested.
 api=$(grep -oE '^schemathesis: [0-9]+ operations' "$log" | awk '{s += $2} END {print s + 0}')
-echo "test-all: Rust tests $rust, Ironic tests $python, manifest checks $k8s, schemathesis operations $api"
-echo "$((rust + python + k8s + api)) passed, 0 failed"
+mon=$(grep -oE '^monitoring: [0-9]+ checks passed' "$log" | awk '{s += $2} END {print s + 0}')
+echo "test-all: Rust tests $rust, Ironic tests $python, manifest checks $k8s, monitoring checks $mon, schemathesis operations $api"
+echo "$((rust + python + k8s + mon + api)) passed, 0 failed"

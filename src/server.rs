@@ -372,10 +372,16 @@ pub async fn run(args: ServeArgs) -> Result<(), StartError> {
         request_timeout: Duration::from_millis(args.request_timeout_ms),
     };
     let tls = match (&args.tls_cert, &args.tls_key) {
-        (Some(cert), Some(key)) => Some(
-            crate::tls::server_config(cert, key, args.tls_client_ca.as_deref())
-                .map_err(StartError)?,
-        ),
+        (Some(cert), Some(key)) => {
+            let tls = crate::tls::ServerTls::load(crate::tls::TlsFiles {
+                cert: cert.clone(),
+                key: key.clone(),
+                client_ca: args.tls_client_ca.clone(),
+            })
+            .map_err(StartError)?;
+            tls.spawn_watcher();
+            Some(tls)
+        }
         _ => None,
     };
     let scheme = if tls.is_some() { "https" } else { "http" };
@@ -404,8 +410,8 @@ pub async fn run(args: ServeArgs) -> Result<(), StartError> {
         }
     };
     let result = match tls {
-        Some(config) => {
-            let listener = crate::tls::TlsListener::new(listener, config)
+        Some(tls) => {
+            let listener = crate::tls::TlsListener::new(listener, tls)
                 .map_err(|e| StartError(e.to_string()))?;
             serve(listener, app, stopping, conn_limits).await
         }

@@ -153,6 +153,13 @@ impl IntoResponse for ApiError {
                     name: self.code.to_string(),
                 })
                 .inc();
+        } else if self.status == StatusCode::SERVICE_UNAVAILABLE {
+            metrics
+                .unavailable
+                .get_or_create(&crate::metrics::CodeLabel {
+                    code: self.code.to_string(),
+                })
+                .inc();
         }
         let body =
             json!({"error": {"code": self.code, "message": self.message, "field": self.field}});

@@ -163,7 +163,8 @@ async fn time_limit(
     }
 }
 
-/// Counts every request by route template, method and status.
+/// Counts every request by route template, method and status, and times
+/// it by route and method.
 async fn count_request(
     req: axum::extract::Request,
     next: axum::middleware::Next,
@@ -174,8 +175,17 @@ async fn count_request(
         .map(|p| p.as_str().to_string())
         .unwrap_or_else(|| "unmatched".into());
     let method = req.method().to_string();
+    let started = Instant::now();
     let resp = next.run(req).await;
-    crate::metrics::get()
+    let metrics = crate::metrics::get();
+    metrics
+        .request_seconds
+        .get_or_create(&crate::metrics::RouteLabels {
+            route: route.clone(),
+            method: method.clone(),
+        })
+        .observe(started.elapsed().as_secs_f64());
+    metrics
         .requests
         .get_or_create(&crate::metrics::RequestLabels {
             route,

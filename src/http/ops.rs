@@ -150,6 +150,7 @@ async fn status(State(state): State<AppState>) -> Json<Value> {
             },
         },
         "writer": state.store.stats(),
+        "tls": crate::tls::status(),
     }))
 }
 
@@ -217,8 +218,9 @@ async fn readyz(State(state): State<AppState>) -> Response {
     (status, Json(body)).into_response()
 }
 
-/// `GET /metrics`: event metrics plus state read now.
-async fn metrics(State(state): State<AppState>) -> Response {
+/// `GET /metrics`: event metrics plus state read now; OpenMetrics when the
+/// scraper accepts it, the classic text format otherwise.
+async fn metrics(State(state): State<AppState>, headers: axum::http::HeaderMap) -> Response {
     use crate::metrics::NameLabel;
     let m = crate::metrics::get();
     let label = |name: &str| NameLabel {
@@ -236,8 +238,20 @@ async fn metrics(State(state): State<AppState>) -> Response {
         .get_or_create(&label("option"))
         .set(options as i64);
     m.problem_files.set(problems as i64);
+    m.store_stalled
+        .set(i64::from(state.store.stalled().is_some()));
     m.reload_pending
         .set(i64::from(state.reloads.progress().pending()));
+    let stall = state.reloads.stall_stats();
+    // The budget's window moves on between reloads: read it now.
+    m.reload_budget_used_percent
+        .set(stall.budget_used_percent.round() as i64);
+    m.reload_budget_percent.set(stall.budget_percent);
+    m.reload_stall_estimate_seconds
+        .set(m.reload_stall_estimate_ms.get() as f64 / 1000.0);
+    m.ghosts.set(state.reloads.model_stats().ghosts as i64);
+    m.reload_next_is_restart
+        .set(i64::from(state.reloads.restart_plan().1));
     let reloader = state.reloads.reloader().clone();
     if let Ok(Some(d)) = tokio::task::spawn_blocking(move || reloader.dnsmasq()).await {
         m.dnsmasq_up.set(i64::from(d.running));
@@ -248,12 +262,18 @@ async fn metrics(State(state): State<AppState>) -> Response {
             m.dnsmasq_version.get_or_create(&label(&v)).set(1);
         }
     }
-    (
-        [(
-            axum::http::header::CONTENT_TYPE,
+    let openmetrics = headers
+        .get_all(axum::http::header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| v.contains("application/openmetrics-text"));
+    let (content_type, body) = if openmetrics {
+        (
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        )],
-        m.encode(),
-    )
-        .into_response()
+            m.encode(),
+        )
+    } else {
+        ("text/plain; version=0.0.4; charset=utf-8", m.encode_text())
+    };
+    ([(axum::http::header::CONTENT_TYPE, content_type)], body).into_response()
 }
