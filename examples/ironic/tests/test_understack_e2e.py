@@ -111,8 +111,8 @@ class UnderstackTestCase(ironic_case.BrokerTestCase):
         self.assertTrue(
             any(ack in line and acked in line
                 for line in self.world.log().splitlines()),
-            '%s: dnsmasq %d did not log %r' % (what, self.dnsmasq_pid,
-                                              acked))
+            '%s: dnsmasq %d did not log %r'
+            % (what, self.dnsmasq_pid, acked))
         return lease
 
     def assert_same_dnsmasq_and_clean_log(self):
@@ -172,9 +172,9 @@ class TestUnderstackDnsmasq(UnderstackTestCase):
                                 'PXE ROM')
         ipxe = self.assert_lease(self.world.dhcp(MAC, extra=IPXE), MAC,
                                  IPXE_SCRIPT, 'iPXE')
-        # dhcp-ignore-clid: a boot stage with another client id (here
-        # none at all) keeps the address.
         self.assertEqual(rom.ip, ipxe.ip)
+        # dhcp-ignore-clid: a boot stage sending another client id keeps
+        # the address (without the option, dnsmasq gives it another one).
         os_stage = self.assert_lease(
             self.world.dhcp(MAC, extra=('-x', '0x3d:ff00c0ffee')), MAC,
             'snponly.efi', 'another client id')
