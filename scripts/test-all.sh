@@ -42,6 +42,7 @@ run cargo test --test cephfs -- --test-threads=1
 scripts/cephfs-lab.sh down
 run examples/ironic/run-tests.sh
 run examples/kubernetes/validate.sh
+run examples/understack/validate.sh
 # The alerts (promtool), the dashboard, and a real Prometheus scraping a broker.
 run scripts/test-monitoring.sh
 # The API against its own OpenAPI document (schemathesis, fixed seed).

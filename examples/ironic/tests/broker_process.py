@@ -37,15 +37,27 @@ def broker_binary():
 class BrokerProcess(object):
     """One broker serving its own hosts/opts directories and lease file."""
 
-    def __init__(self, binary, workdir, token_file=None, extra_args=()):
+    def __init__(self, binary, workdir, token_file=None, extra_args=(),
+                 hosts_dir=None, opts_dir=None, lease_file=None, prefix=(),
+                 dnsmasq=()):
+        """`workdir` holds the log (and, unless given, the directories).
+
+        `prefix` runs the broker through another command that execs it
+        (e.g. `ip netns exec NS`), so the child's pid is the broker's;
+        `dnsmasq` is a command line for the broker to supervise (after
+        `--`).
+        """
         self.binary = binary
         self.workdir = workdir
-        self.hosts_dir = os.path.join(workdir, 'hosts')
-        self.opts_dir = os.path.join(workdir, 'opts')
-        self.lease_file = os.path.join(workdir, 'dnsmasq.leases')
+        self.hosts_dir = hosts_dir or os.path.join(workdir, 'hosts')
+        self.opts_dir = opts_dir or os.path.join(workdir, 'opts')
+        self.lease_file = lease_file or os.path.join(workdir,
+                                                     'dnsmasq.leases')
         self.log_path = os.path.join(workdir, 'broker.log')
         self.token_file = token_file
         self.extra_args = list(extra_args)
+        self.prefix = list(prefix)
+        self.dnsmasq = list(dnsmasq)
         self.proc = None
         self.url = None
         self._stdout_rest = []
@@ -53,12 +65,16 @@ class BrokerProcess(object):
         os.makedirs(self.opts_dir, exist_ok=True)
 
     def command(self):
-        cmd = [self.binary, 'serve', '--listen', '127.0.0.1:0',
-               '--hosts-dir', self.hosts_dir, '--opts-dir', self.opts_dir,
-               '--lease-file', self.lease_file]
+        cmd = self.prefix + [
+            self.binary, 'serve', '--listen', '127.0.0.1:0',
+            '--hosts-dir', self.hosts_dir, '--opts-dir', self.opts_dir,
+            '--lease-file', self.lease_file]
         if self.token_file:
             cmd += ['--token-file', self.token_file]
-        return cmd + self.extra_args
+        cmd += self.extra_args
+        if self.dnsmasq:
+            cmd += ['--'] + self.dnsmasq
+        return cmd
 
     def start(self):
         # Flags also read HOSTSDIR_BROKER_* variables: keep the caller's

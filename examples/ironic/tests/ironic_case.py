@@ -54,7 +54,7 @@ class BrokerTestCase(db_base.DbTestCase):
                     dhcp_optsdir=self.stock_opts,
                     dhcp_leasefile=self.stock_leases, group='dnsmasq')
 
-        self.broker = self.start_broker()
+        self.broker = self.make_broker()
         self.point_at(self.broker)
         self.use_provider(BROKER)
 
@@ -69,6 +69,10 @@ class BrokerTestCase(db_base.DbTestCase):
         super().tearDown()
 
     # -- set-up helpers ----------------------------------------------------
+
+    def make_broker(self):
+        """The broker the provider talks to (a subclass may supply one)."""
+        return self.start_broker()
 
     def start_broker(self, name='broker', **kwargs):
         return self._start_broker_fixture(name=name, **kwargs)

@@ -59,6 +59,21 @@ class TestLoading(ironic_case.BrokerTestCase):
         self.assertIs(broker_conf.list_opts, eps[
             'ironic_hostsdir_broker'].load())
 
+    def test_ironic_is_a_release_the_metadata_names(self):
+        # pyproject.toml states the supported series and the release each is
+        # tested with; run-tests.sh names the series it is running.
+        import tomllib
+        here = os.path.dirname(os.path.abspath(__file__))
+        with open(os.path.join(here, '..', 'pyproject.toml'), 'rb') as f:
+            series = tomllib.load(f)['tool']['ironic-hostsdir-broker'][
+                'ironic-series']
+        self.assertEqual({'2026.1', '2026.2'}, set(series))
+        running = importlib.metadata.version('ironic')
+        self.assertIn(running, series.values())
+        under_test = os.environ.get('IRONIC_SERIES_UNDER_TEST')
+        if under_test is not None:
+            self.assertEqual(series[under_test], running)
+
     def test_unusable_token_file_is_a_load_error(self):
         missing = os.path.join(self._tmp, 'no-such-token-file')
         self.config(token_file=missing, group='hostsdir_broker')
