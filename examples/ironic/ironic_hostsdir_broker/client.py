@@ -29,11 +29,19 @@ from urllib3 import exceptions as urllib3_exc
 
 LOG = logging.getLogger(__name__)
 
-# A 503 with one of these codes means the broker wrote nothing and the same
-# request may simply be sent again (API.md: "A rejected request writes
-# nothing"). `reload_failed` (a 503 after a write, with ?wait=reload) is not
-# among them.
-_RETRYABLE_503_CODES = frozenset({'lock_timeout', 'store_unavailable'})
+# A 503 with one of these codes means the broker wrote nothing (the entry is
+# exactly as before), so the same request may simply be sent again, even a
+# conditional one. `reload_failed` and `reload_deferred` (a 503 after a
+# write with ?wait=reload: the change IS stored) are not among them, and
+# neither is 507 `no_space` (nothing written, but a retry cannot help).
+_NOTHING_WRITTEN_503_CODES = frozenset({
+    'lock_timeout', 'store_unavailable', 'store_stalled', 'store_failed',
+    'shutting_down'})
+# 500 `outcome_unknown`: the change may be in place and may not be durable.
+# Only a request that converges to the same state when sent again
+# (`idempotent`) may be retried; any other is raised for the caller to read
+# the entry back.
+_OUTCOME_UNKNOWN = 'outcome_unknown'
 # Answers from something in front of the broker (a proxy): the request may
 # or may not have reached the broker.
 _AMBIGUOUS_STATUSES = frozenset({502, 504})
@@ -246,7 +254,9 @@ class BrokerClient(object):
                 return None
             retry = False
             if resp.status_code == 503:
-                retry = idempotent or err.code in _RETRYABLE_503_CODES
+                retry = idempotent or err.code in _NOTHING_WRITTEN_503_CODES
+            elif resp.status_code == 500 and err.code == _OUTCOME_UNKNOWN:
+                retry = idempotent
             elif resp.status_code in _AMBIGUOUS_STATUSES:
                 retry = idempotent
             if retry and not last:

@@ -107,6 +107,40 @@ def test_reload_failed_503_is_not_retried_for_a_conditional_batch(stub):
     assert len(stub.requests) == 1
 
 
+@pytest.mark.parametrize('code', ['store_stalled', 'store_failed',
+                                  'shutting_down', 'store_unavailable'])
+def test_503_that_wrote_nothing_is_retried_even_when_conditional(stub, code):
+    stub.replies['/v1/batch'] = [error(503, code, 'nothing was written'),
+                                 (200, {'results': []})]
+    assert make(stub.url).batch([], idempotent=False) == []
+    assert len(stub.requests) == 2
+
+
+def test_outcome_unknown_is_retried_only_when_idempotent(stub):
+    stub.replies['/v1/batch'] = [
+        error(500, 'outcome_unknown', 'the change may be in place'),
+        (200, {'results': []})]
+    assert make(stub.url).batch([], idempotent=True) == []
+    assert len(stub.requests) == 2
+    stub.requests.clear()
+    stub.replies['/v1/batch'] = [
+        error(500, 'outcome_unknown', 'the change may be in place'),
+        (200, {'results': []})]
+    with pytest.raises(broker_client.BrokerError) as info:
+        make(stub.url).batch([], idempotent=False)
+    assert len(stub.requests) == 1
+    assert info.value.code == 'outcome_unknown'
+
+
+def test_no_space_is_not_retried(stub):
+    stub.replies['/v1/batch'] = [error(507, 'no_space', 'the disk is full'),
+                                 (200, {'results': []})]
+    with pytest.raises(broker_client.BrokerError) as info:
+        make(stub.url).batch([], idempotent=True)
+    assert len(stub.requests) == 1
+    assert info.value.status == 507
+
+
 def test_client_errors_are_not_retried_and_carry_the_message(stub):
     stub.replies['/v1/batch'] = [error(
         409, 'conflict', 'MAC 52:54:00:aa:bb:cc already belongs to `x`',
