@@ -1,20 +1,26 @@
 #!/usr/bin/env bash
 # Performance on a real CephFS (the lab of scripts/cephfs-lab.sh), not a
-# timed test: prints numbers, asserts nothing.
+# timed test: prints numbers, asserts nothing. Every ratio compares two
+# measurements of the same run, on the same mount.
 #
-#   1. durable PUT throughput through the broker (on mount A) against a
-#      direct writer (temp file, write, fsync, close, rename, fsync dir) on
-#      the same mount in the same run, with 1 and 16 clients;
-#   2. the effect of a broker polling on mount B (--poll-interval-ms 1000)
-#      on a direct writer on mount A in the same directory;
-#   3. what the MDS allows any writer of one file per entry: create, write,
-#      fsync and rename with 16 and 64 threads (no directory fsync), the
-#      bound on anyone's throughput, the broker's included;
-#   4. all again with mds_early_reply = false + mds_tick_interval = 1.
+#   1. a lone client: the median of sequential durable PUTs through the
+#      broker (on mount A) against a direct writer (temp file, write,
+#      fsync, close, rename, fsync dir), and the MDS requests each costs
+#      (the MDS's own `handle_client_request` counter);
+#   2. 16 clients: PUTs/s against the direct writer's files/s, and against
+#      what the MDS allows any writer of one file per entry (create, write,
+#      fsync, rename; no directory fsync) with 16 and 64 threads;
+#   3. two brokers (A and B) creating the same 40 MACs at once, one client
+#      each: how long, and how many answers were 201, 409, 503;
+#   4. a direct (legacy) writer on A, alone and with a broker polling the
+#      directory from B every 1 s; how long B's broker takes to list all it
+#      wrote, and to notice one file written behind it;
+#   5. all again with mds_early_reply = false + mds_tick_interval = 1 (the
+#      settings an operator could change; the broker no longer needs them).
 #
 # Usage: sudo scripts/bench-cephfs.sh [FILES]   (FILES per measurement, default 200)
 # Brings the lab up (twice: default MDS settings, then tuned) and down.
-# Takes about 3-4 minutes after the one-time package install and the
+# Takes about 4-5 minutes after the one-time package install and the
 # release build.
 set -euo pipefail
 top=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -29,28 +35,37 @@ trap 'scripts/cephfs-lab.sh down || true' EXIT
 
 bench() { # bench LABEL: one round of measurements on the running lab
     python3 - "$1" "$bin" "$lab" "$files" <<'EOF'
-import http.client, json, os, subprocess, sys, threading, time
+import glob, http.client, json, os, statistics, subprocess, sys, threading, time
 label, BIN, LAB, FILES = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
 A, B = f"{LAB}/mnt/a", f"{LAB}/mnt/b"
 run = f"bench-{os.getpid()}"
+MDS = glob.glob(f"{LAB}/run/mds.*.asok")[0]
+
+def mds_requests():
+    out = subprocess.run(["ceph", "--admin-daemon", MDS, "perf", "dump"],
+                         capture_output=True, text=True, check=True).stdout
+    return json.loads(out)["mds_server"]["handle_client_request"]
+
+def mac(i, pre="52:54:00"):
+    return f"{pre}:{i >> 16 & 255:02x}:{i >> 8 & 255:02x}:{i & 255:02x}"
+
+def write_one(dirpath, dfd, name, text, dir_fsync=True):
+    tmp = os.path.join(dirpath, f".{name}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    os.write(fd, text.encode())
+    os.fsync(fd)
+    os.close(fd)
+    os.rename(tmp, os.path.join(dirpath, name))
+    if dir_fsync:
+        os.fsync(dfd)
 
 def direct(dirpath, clients, n, tag, dir_fsync=True):
-    """n durable writes split over `clients` threads; files/s. Without
-    `dir_fsync`: only what any writer of one file per entry must do (create,
-    write, fsync, rename), the most the MDS allows with `clients` at once."""
+    """n durable writes split over `clients` threads; files/s."""
     os.makedirs(dirpath, exist_ok=True)
     def worker(c):
         dfd = os.open(dirpath, os.O_RDONLY)
         for i in range(c, n, clients):
-            name = f"{tag}-{i}"
-            tmp = os.path.join(dirpath, f".{name}.tmp")
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-            os.write(fd, f"52:54:00:{i >> 16 & 255:02x}:{i >> 8 & 255:02x}:{i & 255:02x},set:bench\n".encode())
-            os.fsync(fd)
-            os.close(fd)
-            os.rename(tmp, os.path.join(dirpath, name))
-            if dir_fsync:
-                os.fsync(dfd)
+            write_one(dirpath, dfd, f"{tag}-{i}", f"{mac(i)},set:bench\n", dir_fsync)
         os.close(dfd)
     t = time.time()
     ths = [threading.Thread(target=worker, args=(c,)) for c in range(clients)]
@@ -58,87 +73,159 @@ def direct(dirpath, clients, n, tag, dir_fsync=True):
     [x.join() for x in ths]
     return n / (time.time() - t)
 
-def broker(root, poll_ms=1000):
-    p = subprocess.Popen([BIN, "serve", "--listen", "127.0.0.1:0",
-                          "--hosts-dir", f"{root}/hosts", "--opts-dir", f"{root}/opts",
-                          "--poll-interval-ms", str(poll_ms)],
-                         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
-    line = p.stdout.readline().decode().strip()
-    host, port = line.rsplit("/", 1)[-1].split(":")
-    return p, host, int(port)
+def direct_latency(dirpath, n):
+    """Median seconds of n sequential durable writes, and MDS requests each."""
+    os.makedirs(dirpath, exist_ok=True)
+    dfd = os.open(dirpath, os.O_RDONLY)
+    times, before = [], mds_requests()
+    for i in range(n):
+        t = time.time()
+        write_one(dirpath, dfd, f"l-{i}", f"{mac(i)},set:bench\n")
+        times.append(time.time() - t)
+    os.close(dfd)
+    return statistics.median(times), (mds_requests() - before) / n
 
-def puts(host, port, clients, n, tag):
+class Broker:
+    def __init__(self, root, poll_ms=1000):
+        self.p = subprocess.Popen(
+            [BIN, "serve", "--listen", "127.0.0.1:0", "--hosts-dir", f"{root}/hosts",
+             "--opts-dir", f"{root}/opts", "--poll-interval-ms", str(poll_ms)],
+            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        line = self.p.stdout.readline().decode().strip()
+        host, port = line.rsplit("/", 1)[-1].split(":")
+        self.host, self.port = host, int(port)
+    def conn(self):
+        return http.client.HTTPConnection(self.host, self.port, timeout=300)
+    def get(self, path):
+        c = self.conn(); c.request("GET", path)
+        r = c.getresponse(); body = json.loads(r.read()); c.close()
+        return body
+    def nudges(self):
+        return self.get("/v1/status")["writer"].get("mds_nudges")
+    def stop(self):
+        self.p.terminate(); self.p.wait()
+
+def put(conn, name, spec):
+    conn.request("PUT", f"/v1/hosts/{name}", json.dumps(spec), {"content-type": "application/json"})
+    r = conn.getresponse(); r.read()
+    return r.status
+
+def puts(b, clients, n, tag):
     """n PUTs of new entries split over `clients` keep-alive connections; req/s."""
     errors = []
     def worker(c):
-        conn = http.client.HTTPConnection(host, port, timeout=120)
+        conn = b.conn()
         for i in range(c, n, clients):
-            body = json.dumps({"macs": [f"52:54:01:{i >> 16 & 255:02x}:{i >> 8 & 255:02x}:{i & 255:02x}"],
-                               "set_tags": ["bench"]})
-            conn.request("PUT", f"/v1/hosts/{tag}-{i}", body, {"content-type": "application/json"})
-            r = conn.getresponse()
-            r.read()
-            if r.status not in (200, 201):
-                errors.append(r.status)
+            s = put(conn, f"{tag}-{i}", {"macs": [mac(i, "52:54:01")], "set_tags": ["bench"]})
+            if s not in (200, 201):
+                errors.append(s)
         conn.close()
     t = time.time()
     ths = [threading.Thread(target=worker, args=(c,)) for c in range(clients)]
     [x.start() for x in ths]
     [x.join() for x in ths]
-    rate = n / (time.time() - t)
     if errors:
         print(f"  ({len(errors)} PUTs failed: {sorted(set(errors))})")
-    return rate
+    return n / (time.time() - t)
 
-rows = []
-for clients in (1, 16):
-    d = f"{A}/{run}/direct-{clients}"
-    rate_direct = direct(d, clients, FILES, "d")
-    root = f"{A}/{run}/broker-{clients}"
-    p, host, port = broker(root)
-    try:
-        rate_broker = puts(host, port, clients, FILES, "b")
-    finally:
-        p.terminate(); p.wait()
-    rows.append((clients, rate_direct, rate_broker))
+def put_latency(b, n):
+    conn, times, before = b.conn(), [], mds_requests()
+    for i in range(n):
+        t = time.time()
+        put(conn, f"l-{i}", {"macs": [mac(i, "52:54:02")], "set_tags": ["bench"]})
+        times.append(time.time() - t)
+    after = mds_requests()
+    conn.close()
+    return statistics.median(times), (after - before) / n
 
-# A writer on A, alone and with a broker polling the same directory from B
-# (started first, on the empty directory: a broker starting on B reads every
-# file A just wrote, and with mds_early_reply = true each open waits for an
-# MDS tick, 5 s per file).
+out = []
+# 1. A lone client.
+d_lat, d_req = direct_latency(f"{A}/{run}/direct-lat", FILES // 2)
+b = Broker(f"{A}/{run}/broker-lat")
+try:
+    put_latency(b, 5)  # warm up: the first PUT takes the lock and reads the journal
+    b_lat, b_req = put_latency(b, FILES // 2)
+    b_nudges = b.nudges()
+finally:
+    b.stop()
+out.append(f"  lone client: a PUT's median {b_lat * 1000:.1f} ms against a direct writer's "
+           f"{d_lat * 1000:.1f} ms ({b_lat / d_lat:.2f}x); MDS requests per write: broker "
+           f"{b_req:.1f}, direct writer {d_req:.1f} (broker's MDS nudges: {b_nudges})")
+
+# 2. 16 clients, against the direct writer and the bound.
+rate_direct = direct(f"{A}/{run}/direct-16", 16, FILES, "d")
+b = Broker(f"{A}/{run}/broker-16")
+try:
+    rate_broker = puts(b, 16, FILES, "b")
+finally:
+    b.stop()
+limits = [(c, direct(f"{A}/{run}/limit-{c}", c, FILES, "m", dir_fsync=False)) for c in (16, 64)]
+bound = max(r for _, r in limits)
+out.append(f"  16 clients: broker {rate_broker:.0f} PUTs/s, direct writer {rate_direct:.0f} files/s "
+           f"({rate_broker / rate_direct:.2f}x); the least any writer does: "
+           + ", ".join(f"{r:.0f} files/s with {c} threads" for c, r in limits)
+           + f" (broker at {rate_broker / bound:.0%} of the best)")
+
+# 3. Two brokers racing the same 40 creates.
+os.makedirs(f"{A}/{run}/race/hosts"); os.makedirs(f"{A}/{run}/race/opts")
+ba, bb = Broker(f"{A}/{run}/race"), Broker(f"{B}/{run}/race")
+answers = []
+def racer(br, who):
+    conn = br.conn()
+    for i in range(40):
+        answers.append(put(conn, f"{who}-{i}", {"macs": [mac(i, "52:54:03")], "set_tags": [who]}))
+try:
+    t = time.time()
+    ths = [threading.Thread(target=racer, args=(br, w)) for br, w in ((ba, "a"), (bb, "b"))]
+    [x.start() for x in ths]; [x.join() for x in ths]
+    race = time.time() - t
+finally:
+    ba.stop(); bb.stop()
+count = lambda s: sum(1 for a in answers if a == s)
+out.append(f"  two brokers, 40 MACs each at once: {race:.1f} s; {count(201)} created, "
+           f"{count(409)} answered 409, {count(503)} answered 503, "
+           f"{len(answers) - count(201) - count(409) - count(503)} other")
+
+# 4. A legacy writer on A, alone and with a broker polling from B.
 alone = direct(f"{A}/{run}/alone/hosts", 1, FILES // 2, "alone")
 shared = f"{A}/{run}/polled"
-os.makedirs(f"{shared}/hosts", exist_ok=True)
-os.makedirs(f"{shared}/opts", exist_ok=True)
-p, host, port = broker(f"{B}/{run}/polled", 1000)
+os.makedirs(f"{shared}/hosts"); os.makedirs(f"{shared}/opts")
+pb = Broker(f"{B}/{run}/polled", 1000)
 try:
     time.sleep(1.5)
     t = time.time()
     polled = direct(f"{shared}/hosts", 1, FILES // 2, "polled")
-    # How long B's broker takes to list everything A wrote.
     while True:
-        conn = http.client.HTTPConnection(host, port, timeout=60)
-        conn.request("GET", "/v1/hosts?limit=10000")
-        n = len(json.loads(conn.getresponse().read())["items"])
-        conn.close()
+        n = len(pb.get("/v1/hosts?limit=10000")["items"])
         if n >= FILES // 2 or time.time() - t > 120:
             break
-        time.sleep(0.2)
+        time.sleep(0.1)
     seen_after = time.time() - t
+    # One file at a time written behind the broker: how long until it lists it.
+    notice = []
+    dfd = os.open(f"{shared}/hosts", os.O_RDONLY)
+    for k in range(5):
+        time.sleep(1.3)
+        name = f"late-{k}"
+        t = time.time()
+        write_one(f"{shared}/hosts", dfd, name, f"{mac(k, '52:54:04')},set:late\n")
+        while time.time() - t < 60:
+            c = pb.conn(); c.request("GET", f"/v1/hosts/{name}")
+            r = c.getresponse(); r.read(); c.close()
+            if r.status == 200:
+                break
+            time.sleep(0.02)
+        notice.append(time.time() - t)
+    os.close(dfd)
 finally:
-    p.terminate(); p.wait()
-
-limits = [(c, direct(f"{A}/{run}/limit-{c}", c, FILES, "m", dir_fsync=False)) for c in (16, 64)]
+    pb.stop()
+out.append(f"  legacy writer on A: alone {alone:.0f} files/s; with a broker polling from B every 1 s "
+           f"{polled:.0f} files/s ({polled / alone:.0%}); B's broker listed {n} of {FILES // 2} "
+           f"{seen_after:.1f} s after the writer started; one file written behind it was served "
+           f"after {statistics.median(notice):.1f} s (median of 5, max {max(notice):.1f} s)")
 
 print(f"== {label}")
-print("  the least any writer of one file per entry does (create, write, fsync, rename; "
-      "no directory fsync): " + ", ".join(f"{r:.0f} files/s with {c} threads" for c, r in limits))
-print(f"  {'clients':>7}  {'direct writer files/s':>22}  {'broker PUTs/s':>14}  {'broker/direct':>13}")
-for c, d, b in rows:
-    print(f"  {c:>7}  {d:>22.1f}  {b:>14.1f}  {b / d:>12.0%}")
-print(f"  writer on A alone: {alone:.1f} files/s; with a broker polling from B every 1 s: "
-      f"{polled:.1f} files/s ({polled / alone:.0%}); B's broker listed {n} of {FILES // 2} "
-      f"{seen_after:.1f} s after the writer started")
+print("\n".join(out))
 subprocess.run(["rm", "-rf", f"{A}/{run}"])  # through A, which wrote them: fast
 EOF
 }

@@ -265,7 +265,8 @@ fn assert_hosts_clean(hosts: &Path, other_mount: &Path) {
     let mut macs = HashMap::new();
     for e in fs::read_dir(hosts).unwrap() {
         let name = e.unwrap().file_name().into_string().unwrap();
-        if name == ".hostsdir-broker.lock" {
+        // The lock file, and the directory the brokers nudge the MDS with.
+        if name == ".hostsdir-broker.lock" || name == ".hostsdir-broker.d" {
             continue;
         }
         assert!(!name.starts_with('.'), "temp file left: {name}");

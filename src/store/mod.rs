@@ -346,6 +346,7 @@ impl Store {
     /// broker's own writer is between a rename and noting the new mtimes;
     /// [`Store::catch_up_blocking`] tells the two apart.
     pub fn dirs_changed_elsewhere(&self) -> bool {
+        let _watch = self.shared.nudger.watch();
         scan::dir_mtimes(&self.shared.config)
             != *self
                 .shared

@@ -24,10 +24,11 @@
 //! call returns. Measured: B's read of A's fresh file 2–5 s → 25–38 ms.
 //! The directory must not be the one the call waits in (its locks are
 //! the ones in transition: the nudge would wait as well), hence a
-//! subdirectory of its own, `.hostsdir-broker.d/nudge-<host>` in the hosts
-//! directory (dnsmasq reads neither dotfiles nor subdirectories, and its
-//! mtime changes are not the hosts directory's). One per node, so brokers
-//! on two nodes never contend for it.
+//! subdirectory of its own, `.hostsdir-broker.d/nudge-<host>-<device>` in
+//! the hosts directory (dnsmasq reads neither dotfiles nor subdirectories,
+//! and its mtime changes are not the hosts directory's). One per client of
+//! the filesystem (node and mount): a directory two clients touch would
+//! make the nudge itself wait for the other's caps.
 //!
 //! On by default where the hosts directory is on CephFS (the kernel
 //! client, or ceph-fuse), off elsewhere (`--mds-nudge auto|on|off`). A
@@ -116,9 +117,16 @@ impl Nudger {
             .filter(|h| !h.is_empty() && !h.contains('/'))
             .unwrap_or("node")
             .to_string();
+        // One directory per client of the filesystem: per node, and per
+        // mount of the node (the device number of the mount), so two
+        // brokers never share one (a nudge on a directory another client
+        // holds caps on would wait just like the call it is meant to
+        // help: seen with two mounts of one lab machine).
+        use std::os::unix::fs::MetadataExt;
+        let dev = std::fs::metadata(hosts_dir).map(|m| m.dev()).unwrap_or(0);
         let dir = hosts_dir
             .join(".hostsdir-broker.d")
-            .join(format!("nudge-{host}"));
+            .join(format!("nudge-{host}-{dev:x}"));
         if let Err(e) = std::fs::create_dir_all(&dir) {
             tracing::warn!(dir = %dir.display(), "cannot make the directory to nudge the metadata server with, not nudging: {e}");
             return Nudger::default();

@@ -190,6 +190,9 @@ struct Group {
     /// meanwhile by a writer that takes no lock still differs at the next
     /// poll.
     baseline: Dirs<Option<SystemTime>>,
+    /// The directories' mtimes when the group started: other than what
+    /// the previous group left, someone else changed them (`CaughtUp`).
+    started: Dirs<Option<SystemTime>>,
     /// The names the group may change were announced to other brokers.
     announced: bool,
     /// A `Stop` request, answered once the group is done.
@@ -224,9 +227,15 @@ impl Writer {
             // shared one): the store reports it as stalled meanwhile.
             self.shared
                 .set_busy(Some("taking the directory lock and writing"));
+            // Every call of a group may wait on CephFS's metadata server
+            // (the lock file, the directories, files other clients just
+            // wrote): nudge it when the group is slow (see `store::nudge`).
+            let nudger = self.shared.nudger.clone();
+            let watch = nudger.watch();
             let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                 self.commit_group(requests)
             }));
+            drop(watch);
             self.shared.set_busy(None);
             match ran {
                 Ok(Some(done)) => {
@@ -295,8 +304,10 @@ impl Writer {
         let shared = self.shared.clone();
         let metrics = crate::metrics::get();
         metrics.group_size.observe(requests.len() as f64);
+        let now = scan::dir_mtimes(&shared.config);
         let mut group = Group {
-            baseline: scan::dir_mtimes(&shared.config),
+            baseline: now,
+            started: now,
             ..Group::default()
         };
         let mut held = match self.held.take() {
@@ -499,23 +510,25 @@ impl Writer {
         // this group's own renames.
         self.committed_at = locks.modified();
         let now = scan::dir_mtimes(config);
-        *self
-            .shared
-            .seen_mtimes
-            .lock()
-            .unwrap_or_else(|p| p.into_inner()) = Dirs::from_fn(|k| {
-            if *group.wrote.get(k) {
-                *now.get(k)
-            } else {
-                *group.baseline.get(k)
-            }
-        });
+        let before = std::mem::replace(
+            &mut *self
+                .shared
+                .seen_mtimes
+                .lock()
+                .unwrap_or_else(|p| p.into_inner()),
+            Dirs::from_fn(|k| {
+                if *group.wrote.get(k) {
+                    *now.get(k)
+                } else {
+                    *group.baseline.get(k)
+                }
+            }),
+        );
+        // Between the previous group and this one, only others can have
+        // changed the directories.
         let caught_up = if group.moved {
             CaughtUp::Moved
-        } else if [Kind::Host, Kind::Option]
-            .into_iter()
-            .any(|k| !*group.wrote.get(k) && now.get(k) != group.baseline.get(k))
-        {
+        } else if group.started != before {
             CaughtUp::Changed
         } else {
             CaughtUp::Unchanged
