@@ -294,6 +294,20 @@ fn check_exposure(args: &ServeArgs) -> Result<(), StartError> {
 
 /// Runs the broker until SIGTERM or Ctrl-C.
 pub async fn run(args: ServeArgs) -> Result<(), StartError> {
+    // SIGHUP re-reads the token file and the TLS files (their own tasks
+    // listen for it). Listened for here in any case, before anything else:
+    // a SIGHUP's default action ends the process, and an operator sending
+    // one to re-read a file the broker does not use must not stop it.
+    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+        Ok(mut hup) => {
+            tokio::spawn(async move {
+                while hup.recv().await.is_some() {
+                    tracing::info!("SIGHUP: re-reading the token and TLS files, if any");
+                }
+            });
+        }
+        Err(e) => tracing::warn!("cannot listen for SIGHUP (it would end the broker): {e}"),
+    }
     check_exposure(&args)?;
     check_directories(&args)?;
     let reloader = reloader(&args)?;

@@ -225,7 +225,10 @@ fn a_generation_that_went_backwards_makes_the_broker_rescan() {
     let probe = std::fs::File::open(&lock).unwrap();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     while probe.try_lock().is_err() {
-        assert!(std::time::Instant::now() < deadline, "the broker kept the lock");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the broker kept the lock"
+        );
         std::thread::sleep(std::time::Duration::from_millis(5));
     }
     probe.unlock().unwrap();
