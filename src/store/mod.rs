@@ -1,21 +1,30 @@
-//! The store owns the hosts and options directories.
+//! The store owns the hosts and options directories. This file is its
+//! contract: the [`Store`] handle and what it re-exports; each mechanism
+//! has a file of its own.
 //!
 //! Why it is shaped this way:
 //! - **One writer.** All mutations go through a channel to one thread
 //!   ([`writer`]), so requests never write concurrently, and a burst of
 //!   requests shares one lock acquisition and one directory fsync (group
-//!   commit) — the cost that dominates at scale.
-//! - **Cross-process lock.** Every mutation holds an exclusive `flock` on a
-//!   dotfile in each directory, so several brokers sharing a volume serialise;
-//!   a generation counter in the lock file tells a broker when another one
-//!   wrote, and it rescans before checking preconditions.
-//! - **Durable before acknowledged.** See [`fsio`]: temp file, fsync, rename,
-//!   directory fsync; only then does a request get its answer.
+//!   commit) — the cost that dominates at scale. What a request does is
+//!   decided before anything is written ([`plan`], pure), then made
+//!   ([`apply`]); changes others made are brought in ([`reconcile`]); both
+//!   go through the reload policy the same way ([`place`]).
+//! - **Brokers take turns** ([`lock`]): an exclusive `flock` on a dotfile
+//!   in each directory, kept while requests keep coming; a generation and a
+//!   change journal in the lock file tell a broker what another one
+//!   changed, so it catches up (re-reading just those files) before it
+//!   checks any precondition. On CephFS with Ceph's default settings, calls
+//!   that wait on the metadata server are sped up by asking it to flush
+//!   its journal ([`nudge`]).
+//! - **Durable before acknowledged, and no answer that lies** ([`fsio`],
+//!   [`error`]): temp file, fsync, rename, directory fsync; only then does a
+//!   request get its answer, and an error says whether anything changed.
 //! - **Readers never wait for disk.** Reads use the in-memory [`Index`] under
 //!   a short `RwLock` read.
 //!
 //! The store knows nothing of HTTP or of how dnsmasq is reloaded: it reports
-//! which changes need a reload through [`ReloadSink`].
+//! which changes need a reload through [`ReloadSink`] ([`sink`]).
 
 mod apply;
 mod config;
@@ -27,6 +36,7 @@ mod nudge;
 mod place;
 mod plan;
 mod reconcile;
+mod request;
 mod scan;
 mod sink;
 mod types;
@@ -41,10 +51,10 @@ pub use config::{StoreConfig, WriterStats, STALL_AFTER};
 pub use error::{FsError, OpError, StoreError};
 pub use index::{Index, Key, ListQuery, Problem, Stamp, Unparsed};
 pub use nudge::NudgeMode;
+pub use request::CaughtUp;
 pub use sink::{ChangePlan, PendingChange, Placement, ReloadSink};
 use types::Dirs;
 pub use types::{Applied, Entry, Etag, Kind, Op, Outcome, Precondition, Spec, Status, Tags};
-pub use writer::CaughtUp;
 
 /// True for the names of temp files this broker writes (dotfiles).
 pub fn is_temp_name(file_name: &str) -> bool {
@@ -124,7 +134,7 @@ fn stall_message(what: &str, for_s: Duration) -> String {
 #[derive(Clone)]
 pub struct Store {
     shared: Arc<Shared>,
-    tx: std::sync::mpsc::Sender<writer::Request>,
+    tx: std::sync::mpsc::Sender<request::Request>,
 }
 
 impl Store {
@@ -181,9 +191,9 @@ impl Store {
             ))));
         }
         let (reply, rx) = oneshot::channel();
-        let claim = Arc::new(writer::Claim::default());
+        let claim = Arc::new(request::Claim::default());
         self.tx
-            .send(writer::Request::Apply {
+            .send(request::Request::Apply {
                 ops,
                 actor: actor.to_string(),
                 claim: claim.clone(),
@@ -259,7 +269,7 @@ impl Store {
     /// never finish). Answers whether it stopped in time.
     pub async fn shutdown(&self, limit: Duration) -> bool {
         let (done, rx) = oneshot::channel();
-        if self.tx.send(writer::Request::Stop { done }).is_err() {
+        if self.tx.send(request::Request::Stop { done }).is_err() {
             return true;
         }
         matches!(tokio::time::timeout(limit, rx).await, Ok(Ok(())))
@@ -270,7 +280,7 @@ impl Store {
     pub async fn refresh(&self) -> Result<u64, StoreError> {
         let (reply, rx) = oneshot::channel();
         self.tx
-            .send(writer::Request::Refresh {
+            .send(request::Request::Refresh {
                 listed: None,
                 reply,
             })
@@ -305,7 +315,7 @@ impl Store {
         listed.mtimes = before;
         let (reply, rx) = oneshot::channel();
         self.tx
-            .send(writer::Request::Refresh {
+            .send(request::Request::Refresh {
                 listed: Some(listed),
                 reply,
             })
@@ -323,7 +333,7 @@ impl Store {
     pub fn catch_up_blocking(&self) -> Result<CaughtUp, StoreError> {
         let (reply, rx) = oneshot::channel();
         self.tx
-            .send(writer::Request::CatchUp { reply })
+            .send(request::Request::CatchUp { reply })
             .map_err(|_| self.gone())?;
         rx.blocking_recv().map_err(|_| self.gone())?
     }

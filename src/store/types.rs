@@ -156,7 +156,8 @@ impl Entry {
         }
     }
 
-    /// An entry for a file's contents, which `spec` was parsed from.
+    /// An entry for a file's contents `text`, which the caller parsed
+    /// successfully as `kind` (its `etag` computed from the same bytes).
     pub(crate) fn read(name: Name, kind: Kind, text: String, etag: Etag) -> Entry {
         Entry {
             name,
