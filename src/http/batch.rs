@@ -7,12 +7,12 @@ use axum::{Json, Router};
 use serde_json::{json, Value};
 
 use super::body::JsonBody;
-use super::entries::{parse_etag, parse_spec, WaitQuery};
+use super::entries::{parse_etag, parse_spec, results_json, WaitQuery};
 use super::error::{ApiError, ApiResult};
 use super::extract::Query;
 use super::{reload_answer, Actor, AppState};
 use crate::entry::Name;
-use crate::store::{Kind, Op, Outcome, Precondition, Status};
+use crate::store::{Kind, Op, Precondition};
 
 /// The batch route.
 pub(super) fn router() -> Router<AppState> {
@@ -35,27 +35,6 @@ async fn batch(
     Ok(Json(
         json!({"results": results_json(&applied.outcomes), "reload": reload}),
     ))
-}
-
-/// The `results` array of batch and sync answers.
-pub(super) fn results_json(outcomes: &[Outcome]) -> Vec<Value> {
-    outcomes
-        .iter()
-        .map(|o| {
-            let status = match o.status {
-                Status::Created => 201,
-                Status::Replaced | Status::Unchanged => 200,
-                Status::Deleted => 204,
-            };
-            json!({
-                "name": o.name.as_str(),
-                "kind": o.kind,
-                "status": status,
-                "changed": o.status != Status::Unchanged,
-                "etag": o.entry.as_ref().map(|e| e.etag.to_string()),
-            })
-        })
-        .collect()
 }
 
 /// Most ops one batch may hold.

@@ -302,7 +302,7 @@ async fn sync_entries(
         .await?;
     let reload = reload_answer(&state, applied.reload_ticket, wait).await?;
     Ok(Json(
-        json!({"results": super::batch::results_json(&applied.outcomes), "reload": reload}),
+        json!({"results": results_json(&applied.outcomes), "reload": reload}),
     ))
 }
 
@@ -383,3 +383,24 @@ kind_handlers!(
     list_options,
     sync_options
 );
+
+/// The `results` array of batch and sync answers.
+pub(super) fn results_json(outcomes: &[Outcome]) -> Vec<Value> {
+    outcomes
+        .iter()
+        .map(|o| {
+            let status = match o.status {
+                Status::Created => 201,
+                Status::Replaced | Status::Unchanged => 200,
+                Status::Deleted => 204,
+            };
+            json!({
+                "name": o.name.as_str(),
+                "kind": o.kind,
+                "status": status,
+                "changed": o.status != Status::Unchanged,
+                "etag": o.entry.as_ref().map(|e| e.etag.to_string()),
+            })
+        })
+        .collect()
+}
