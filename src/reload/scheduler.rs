@@ -715,6 +715,11 @@ impl ReloadSink for ReloadScheduler {
         self.request(reason, risky)
     }
 
+    fn local_reader(&self) -> bool {
+        // `none`: no dnsmasq of this broker's reads the directories.
+        self.reloader.method() != "none"
+    }
+
     fn hold_reloads(&self) -> Option<std::sync::MutexGuard<'_, ()>> {
         Some(self.reading.lock().unwrap_or_else(|p| p.into_inner()))
     }

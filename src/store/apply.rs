@@ -101,6 +101,7 @@ pub(super) fn apply(
     let mut needs_reload = false;
     let mut risky_change = false;
     let mut wrote = Dirs::default();
+    let mut stamps = Vec::with_capacity(plan.changes.len());
     {
         let index = shared.index.read().unwrap_or_else(|p| p.into_inner());
         for (change, p) in plan.changes.iter().zip(prepared) {
@@ -111,6 +112,8 @@ pub(super) fn apply(
                 new: change.new.as_ref(),
                 external: false,
             };
+            // The new file's stamp, known before it is put in place.
+            stamps.push(p.as_ref().and_then(|p| p.stamp));
             let placed = place(reloads, &index, &pending, |how| {
                 let _watch = shared.nudger.watch();
                 put_in_place(config.dir(change.kind), change, p, how.placement)
@@ -149,19 +152,6 @@ pub(super) fn apply(
     }
     drop(legacy_locks);
 
-    // Stat before taking the index's write lock: readers must never wait on
-    // the filesystem.
-    let stamps: Vec<Option<super::Stamp>> = plan
-        .changes
-        .iter()
-        .map(|c| {
-            c.new.as_ref().and_then(|_| {
-                std::fs::metadata(config.dir(c.kind).join(c.name.as_str()))
-                    .ok()
-                    .map(|m| super::Stamp::of(&m))
-            })
-        })
-        .collect();
     let mut index = shared.index.write().unwrap_or_else(|p| p.into_inner());
     let (mut written, mut removed) = (0u64, 0u64);
     for (change, stamp) in plan.changes.iter().zip(stamps) {

@@ -45,6 +45,11 @@ pub(crate) const OLD_MARK: &str = ".hdb-old-";
 pub(crate) struct Prepared {
     temp: tempfile::TempPath,
     target: PathBuf,
+    /// The file's stamp once written: a rename or link keeps inode, size
+    /// and mtime, so the index needs no second `stat` after it (on a
+    /// network filesystem a path lookup, where `fstat` is answered from
+    /// the caps this client holds).
+    pub(crate) stamp: Option<super::Stamp>,
 }
 
 /// Writes `bytes` to a dot-prefixed temp file next to `dir/name`, sets `mode`,
@@ -76,9 +81,11 @@ pub(crate) fn prepare(
         .map_err(|e| FsError::new("write", &path, e))?;
     file.sync_all()
         .map_err(|e| FsError::new("fsync", &path, e))?;
+    let stamp = file.metadata().ok().map(|m| super::Stamp::of(&m));
     Ok(Prepared {
         temp: temp.into_temp_path(),
         target,
+        stamp,
     })
 }
 

@@ -295,6 +295,9 @@ impl Store {
     /// number of external changes found. Blocking: call it from
     /// `spawn_blocking`.
     pub fn refresh_changed_blocking(&self) -> Result<u64, StoreError> {
+        // Listing and stat'ing files another node just wrote waits on
+        // CephFS's metadata server (see `nudge`).
+        let _watch = self.shared.nudger.watch();
         let before = scan::dir_mtimes(&self.shared.config);
         let mut listed = scan::suspects(
             &self.shared.config,

@@ -100,7 +100,8 @@ pub(super) fn reconcile(
                 };
                 let dir = config.dir(kind);
                 let _watch = shared.nudger.watch();
-                let served = !how.needs_reload
+                let served = reloads.local_reader()
+                    && !how.needs_reload
                     && how.placement == Placement::Now
                     && stamp.is_some_and(|expect| {
                         fsio::reread(

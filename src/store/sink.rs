@@ -94,6 +94,15 @@ pub trait ReloadSink: Send + Sync {
     /// the change.
     fn placed(&self, _index: &Index, _change: &PendingChange<'_>, _plan: &ChangePlan) {}
 
+    /// Whether a dnsmasq on this node reads the directories, so that a file
+    /// another node wrote is worth renaming over itself for its inotify
+    /// (see `reconcile`). `false` spares the other node's writer the
+    /// contention (on CephFS each such rename takes the file's caps from
+    /// the client that just wrote it).
+    fn local_reader(&self) -> bool {
+        true
+    }
+
     /// Keeps reloads from starting while the guard lives (and waits for one
     /// in progress to finish), so files never change under a re-reading
     /// dnsmasq.

@@ -106,6 +106,11 @@ impl DirLock {
         &self.path
     }
 
+    /// The lock file, open read-write.
+    pub(crate) fn file(&self) -> &File {
+        &self.file
+    }
+
     /// When the lock file was last written (every broker commit rewrites
     /// the generation in it).
     pub(crate) fn modified(&self) -> Option<std::time::SystemTime> {

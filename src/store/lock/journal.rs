@@ -34,7 +34,7 @@
 //! still intact in the old tail, and torn lines fail their check), the
 //! `from` line then naming the newest generation dropped.
 
-use std::fs::OpenOptions;
+use std::fs::{File, OpenOptions};
 use std::io;
 use std::path::Path;
 
@@ -106,15 +106,20 @@ fn parse(text: &str) -> Option<Parsed> {
 }
 
 /// Records the names generation `generation` changed in the lock file
-/// `lock`. The caller holds the directory locks and appends before it
-/// stores the new generation.
-pub(crate) fn append(lock: &Path, generation: u64, names: &[(Kind, String)]) -> io::Result<()> {
+/// `lock`, open read-write as `file` (the one the caller holds the lock
+/// through: no second open per commit). The caller holds the directory
+/// locks and appends before it stores the new generation.
+pub(crate) fn append(
+    file: &File,
+    lock: &Path,
+    generation: u64,
+    names: &[(Kind, String)],
+) -> io::Result<()> {
     if names.is_empty() {
         return Ok(());
     }
     use std::os::unix::fs::FileExt;
-    let file = OpenOptions::new().read(true).write(true).open(lock)?;
-    let len = synced_len(&file)?;
+    let len = synced_len(file)?;
     let mut head = [0u8; HEADER + 5];
     let got = file.read_at(&mut head, 0)?;
     let ours = got == head.len()
@@ -221,6 +226,11 @@ mod tests {
         let path = d.path().join(".hostsdir-broker.lock");
         fs::write(&path, "0\n").unwrap();
         (d, path)
+    }
+
+    fn append(lock: &Path, generation: u64, names: &[(Kind, String)]) -> io::Result<()> {
+        let file = OpenOptions::new().read(true).write(true).open(lock)?;
+        super::append(&file, lock, generation, names)
     }
 
     fn names(v: &[&str]) -> Vec<(Kind, String)> {

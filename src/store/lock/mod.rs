@@ -76,7 +76,7 @@ impl Locks {
     /// holder already stored (a later group of the same lease). A journal
     /// that cannot be written is only logged, as in [`Locks::commit`].
     pub(crate) fn record(&mut self, generation: u64, names: &[(Kind, String)]) {
-        if let Err(e) = journal::append(self.hosts.path(), generation, names) {
+        if let Err(e) = journal::append(self.hosts.file(), self.hosts.path(), generation, names) {
             tracing::warn!("could not append to the change journal: {e}");
         }
     }
@@ -90,7 +90,7 @@ impl Locks {
         generation: u64,
         names: &[(Kind, String)],
     ) -> Result<(), FsError> {
-        if let Err(e) = journal::append(self.hosts.path(), generation, names) {
+        if let Err(e) = journal::append(self.hosts.file(), self.hosts.path(), generation, names) {
             tracing::warn!("could not append to the change journal: {e}");
         }
         self.hosts.set_generation(generation)
