@@ -42,6 +42,7 @@ run cargo test --test cephfs -- --test-threads=1
 scripts/cephfs-lab.sh down
 run examples/ironic/run-tests.sh
 run examples/kubernetes/validate.sh
+run scripts/test-image.sh
 # The API against its own OpenAPI document (schemathesis, fixed seed).
 run scripts/schemathesis.sh
 
