@@ -76,14 +76,17 @@ FROM ${RUNTIME_IMAGE}
 # (capabilities.add) and must not set no_new_privs
 # (allowPrivilegeEscalation: true), which disables file capabilities. The
 # broker itself needs no capability.
-SHELL ["/bin/bash", "-o", "pipefail", "-c"]
+# No pipes in these steps: /bin/sh has no pipefail, and podman's default
+# (OCI) image format ignores SHELL.
 # hadolint ignore=DL3008
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
       dnsmasq-base systemd-standalone-sysusers libcap2-bin \
- && v="$(/usr/sbin/dnsmasq --version | sed -n '1s/^Dnsmasq version \([0-9][0-9.]*\).*/\1/p')" \
- && if [ -z "$v" ] || ! printf '%s\n' 2.91 "$v" | sort -V -C; then \
-      echo "dnsmasq >= 2.91 is required (2.90 crashes on SIGHUP with Ironic's entries); this base has: $(/usr/sbin/dnsmasq --version | head -n 1)" >&2; \
+ && banner="$(/usr/sbin/dnsmasq --version)" \
+ && v="${banner#Dnsmasq version }" && v="${v%% *}" \
+ && case "$v" in [0-9]*.[0-9]*) ;; *) v=unknown ;; esac \
+ && if [ "$v" = unknown ] || dpkg --compare-versions "$v" lt 2.91; then \
+      echo "dnsmasq >= 2.91 is required (2.90 crashes on SIGHUP with Ironic's entries); this base has dnsmasq $v" >&2; \
       exit 1; \
     fi \
  && echo "dnsmasq $v" \
@@ -101,8 +104,12 @@ RUN apt-get update \
  && chown 10001:10001 /data /var/lib/dnsmasq
 COPY --from=build /usr/local/bin/hostsdir-broker /usr/local/bin/hostsdir-broker
 # Fails the build when the broker cannot run on this base (e.g. an older
-# glibc than the builder's).
-RUN hostsdir-broker --version
+# glibc than the builder's), or is not the real one.
+RUN v="$(hostsdir-broker --version)" \
+ && case "$v" in \
+      "hostsdir-broker "[0-9]*) echo "$v" ;; \
+      *) echo "hostsdir-broker --version printed '$v'" >&2; exit 1 ;; \
+    esac
 
 USER 10001:10001
 WORKDIR /data

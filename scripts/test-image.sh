@@ -69,8 +69,17 @@ dump_logs() {
         podman logs --tail 40 "$c" >&2 2>&1 || true
     done
 }
+# kill_tree PID: the process and its descendants, by pid.
+kill_tree() {
+    local c
+    for c in $(ps -o pid= --ppid "$1" 2>/dev/null); do kill_tree "$c"; done
+    kill "$1" 2>/dev/null || true
+}
+jobs_=()
 cleanup() {
-    local c n
+    local c n j
+    # Base images still being made (the script was interrupted).
+    for j in "${jobs_[@]}"; do kill_tree "${j%%:*}"; done
     for c in "${infras[@]}"; do
         podman rm -f --depend "$c" >/dev/null 2>&1 || true
     done
@@ -187,6 +196,7 @@ ensure_base() {
     for old in "$cache/$name"-*.tar; do
         [ "$old" = "$tar" ] || rm -f "$old" "${old%.tar}.log"
     done
+    rm -f "$cache/.$name"-*.tar
     for old in $(podman images --format '{{.Repository}}:{{.Tag}}' | grep "^localhost/hostsdir-broker-test/$name:" || true); do
         [ "$old" = "$ref" ] || podman rmi -f "$old" >/dev/null 2>&1 || true
     done
@@ -199,10 +209,25 @@ t_bases=$(now)
 builder_opts=(--include='ca-certificates,cargo/trixie-backports,rustc/trixie-backports'
     --customize-hook="cp '$ca_bundle' \"\$1/usr/local/share/ca-certificates/test-host-bundle.crt\""
     --customize-hook='chroot "$1" update-ca-certificates >/dev/null 2>&1')
-builder=$(ensure_base builder "ca=$ca_sum" builder_opts trixie "deb $mirror trixie main" "deb $mirror trixie-backports main")
-runtime=$(ensure_base runtime "" slim_opts forky "deb $mirror forky main")
+# The three at once: mostly downloads and unpacking, so they overlap well.
+# (A background job does not inherit the EXIT trap: its `die` ends only it.)
+ensure_base builder "ca=$ca_sum" builder_opts trixie "deb $mirror trixie main" \
+    "deb $mirror trixie-backports main" >"$work/base-builder" &
+jobs_=("$!:builder")
+ensure_base runtime "" slim_opts forky "deb $mirror forky main" >"$work/base-runtime" &
+jobs_+=("$!:runtime")
 # Only for the version gate's refusal (dnsmasq 2.90), below.
-old_runtime=$(ensure_base bookworm "" slim_opts bookworm "deb $mirror bookworm main")
+ensure_base bookworm "" slim_opts bookworm "deb $mirror bookworm main" >"$work/base-bookworm" &
+jobs_+=("$!:bookworm")
+failed=""
+for j in "${jobs_[@]}"; do
+    wait "${j%%:*}" || failed+=" ${j#*:}"
+done
+jobs_=()
+[ -z "$failed" ] || die "making the base image(s)$failed failed (see above)"
+builder=$(cat "$work/base-builder")
+runtime=$(cat "$work/base-runtime")
+old_runtime=$(cat "$work/base-bookworm")
 bases_s=$(since "$t_bases")
 say "bases ready in $bases_s s: $builder, $runtime"
 # rust-version of Cargo.toml against the builder's rustc: a clear message
@@ -251,7 +276,7 @@ if nice -n 10 podman build --pull=never \
     podman rmi -f "$image-gate-test" >/dev/null 2>&1 || true
     die "the Dockerfile built on a bookworm base (dnsmasq 2.90): the version gate let it through"
 fi
-grep -q '^dnsmasq >= 2.91 is required .*this base has: Dnsmasq version 2\.90 ' "$gate_log" \
+grep -q '^dnsmasq >= 2.91 is required .*this base has dnsmasq 2\.90$' "$gate_log" \
     || { tail -n 20 "$gate_log" >&2; die "the build on bookworm failed, but not at the version gate (output above)"; }
 gate_s=$(since "$t_gate")
 ok "the version gate refuses bookworm's dnsmasq 2.90 ($gate_s s): $(grep -m1 '^dnsmasq >= 2.91 is required' "$gate_log" | cut -c1-80)..."
