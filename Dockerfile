@@ -4,11 +4,12 @@
 #
 #   docker build -t hostsdir-broker:dev .        # or: podman build ...
 #
-# Builds with the default capabilities of `docker build` and `podman build`
-# (nothing in it executes a binary that carries file capabilities).
+# Builds under the default capabilities of `docker build` and `podman build`:
+# nothing in it executes a binary that carries file capabilities. (Tested
+# with podman; the project's machines have no Docker engine.)
 # scripts/test-image.sh builds this file as it is and runs both layouts
 # from it, serving DHCP to a real client; see examples/kubernetes/README.md
-# ("What is tested") for what that proves.
+# ("What the image test proves").
 #
 # The base images are build arguments, so a site can pin digests or use a
 # mirror without editing this file:
