@@ -2,14 +2,15 @@
 """Runs a layout of examples/kubernetes/ as podman would have to, read from
 the YAML itself, so scripts/test-image.sh cannot drift from the manifests.
 
-podman 4.3's `kube play` refuses a StatefulSet, and neither it nor `podman
-pod create` accepts a network namespace the test made (`pods presently do
-not support network mode path`). So the test starts an infra container in
-that namespace, as kubelet starts its "pause" container, and this script
-reads the StatefulSet's pod template and translates it, field by field,
-into `podman run` arguments that join the infra container's network, IPC
-and UTS namespaces (and its PID namespace with `shareProcessNamespace`): the same user and groups, `--cap-drop` / `--cap-add`
-exactly as the manifest says, no_new_privs where
+podman 4.3's `kube play` refuses a StatefulSet, and `podman pod create`
+refuses a network namespace the test made (`pods presently do not support
+network mode path`). So the test starts an infra container in that
+namespace, as kubelet starts its "pause" container, and this script reads
+the StatefulSet's pod template and translates it, field by field, into
+`podman run` arguments that join the infra container's network, IPC and
+UTS namespaces (and its PID namespace with `shareProcessNamespace`): the
+same user and groups, `--cap-drop` / `--cap-add` exactly as the manifest
+says (with Kubernetes' rule for non-root users: k8s_caps_hook.py), no_new_privs where
 `allowPrivilegeEscalation: false`, a read-only root WITHOUT podman's extra
 tmpfs mounts (Kubernetes adds none), the manifest's volumes and mounts
 (subPath and readOnly included), environment, command, resource limits and
