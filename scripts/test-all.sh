@@ -45,6 +45,9 @@ run examples/kubernetes/validate.sh
 run examples/understack/validate.sh
 # The alerts (promtool), the dashboard, and a real Prometheus scraping a broker.
 run scripts/test-monitoring.sh
+# The container image, built with podman and run as each Kubernetes layout
+# says, serving DHCP to a real client.
+run scripts/test-image.sh
 # The API against its own OpenAPI document (schemathesis, fixed seed).
 run scripts/schemathesis.sh
 
@@ -55,5 +58,6 @@ k8s=$(grep -oE 'kubernetes manifests: [0-9]+ passed' "$log" | awk '{s += $3} END
 # schemathesis counts as one check per API operation it tested.
 api=$(grep -oE '^schemathesis: [0-9]+ operations' "$log" | awk '{s += $2} END {print s + 0}')
 mon=$(grep -oE '^monitoring: [0-9]+ checks passed' "$log" | awk '{s += $2} END {print s + 0}')
-echo "test-all: Rust tests $rust, Ironic tests $python, manifest checks $k8s, monitoring checks $mon, schemathesis operations $api"
-echo "$((rust + python + k8s + mon + api)) passed, 0 failed"
+img=$(grep -oE 'image checks: [0-9]+ passed' "$log" | awk '{s += $3} END {print s + 0}')
+echo "test-all: Rust tests $rust, Ironic tests $python, manifest checks $k8s, monitoring checks $mon, image checks $img, schemathesis operations $api"
+echo "$((rust + python + k8s + mon + img + api)) passed, 0 failed"
