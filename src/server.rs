@@ -216,7 +216,7 @@ fn startup_reload(store: &Store, scheduler: &ReloadScheduler) {
         tracing::info!(
             "the directories changed since dnsmasq started; one reload brings it up to date"
         );
-        scheduler.request("startup", store.read(|i| i.any_set_tags()));
+        scheduler.request(reload::Reason::Startup, store.read(|i| i.any_set_tags()));
     }
 }
 

@@ -33,9 +33,10 @@ async fn reload(
     Query(q): Query<WaitQuery>,
 ) -> ApiResult<Json<Value>> {
     let wait = q.wants_reload()?;
-    let ticket = state
-        .reloads
-        .request("manual", state.store.read(|i| i.any_set_tags()));
+    let ticket = state.reloads.request(
+        crate::reload::Reason::Manual,
+        state.store.read(|i| i.any_set_tags()),
+    );
     let reload = reload_answer(&state, Some(ticket), wait).await?;
     Ok(Json(json!({"reload": reload})))
 }

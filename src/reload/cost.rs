@@ -19,12 +19,18 @@
 //! started before the broker, the list is counted from the broker's start:
 //! names that came and went before are unknown, so the count is then a
 //! lower bound (`exact: false`).
+//!
+//! [`Costs`] wraps the ledger with what the scheduler decides from it:
+//! whether dnsmasq was restarted behind its back (the reloader's start
+//! count), whether the next reload should be a restart, and when to warn
+//! that churn has made SIGHUPs expensive.
 
 use std::collections::HashSet;
 use std::time::Duration;
 
 use serde::Serialize;
 
+use super::settings::RestartMode;
 use crate::entry::Name;
 use crate::store::Kind;
 
@@ -212,6 +218,96 @@ impl Churn {
     }
 }
 
+/// The ledger, and the decisions the scheduler makes from it.
+#[derive(Debug)]
+pub struct Costs {
+    /// Names seen and the fitted cost model.
+    churn: Churn,
+    /// The reloader's start count last seen: a change means dnsmasq was
+    /// (re)started and forgot every name.
+    starts_seen: u64,
+    /// Whether the churn warning was given (it is given once per crossing).
+    warned: bool,
+}
+
+impl Costs {
+    /// Costs for a dnsmasq holding `churn`'s names, whose reloader has
+    /// started it `starts` times.
+    pub fn new(churn: Churn, starts: u64) -> Costs {
+        Costs {
+            churn,
+            starts_seen: starts,
+            warned: false,
+        }
+    }
+
+    /// The ledger.
+    pub fn churn(&mut self) -> &mut Churn {
+        &mut self.churn
+    }
+
+    /// Counts, factor and predictions.
+    pub fn stats(&self) -> ChurnStats {
+        self.churn.stats()
+    }
+
+    /// Whether dnsmasq was (re)started since the start count was last seen;
+    /// notes `starts` as seen. The one place restarts are detected.
+    fn restarted_since(&mut self, starts: u64) -> bool {
+        std::mem::replace(&mut self.starts_seen, starts) != starts
+    }
+
+    /// Notices a restart made for another reason (a crash): dnsmasq then
+    /// remembers only the files there now.
+    pub fn sync_starts(&mut self, starts: u64) {
+        if self.restarted_since(starts) {
+            self.churn.restarted();
+        }
+    }
+
+    /// A delivered reload took `stall`; `starts` is the reloader's start
+    /// count after it. A restart (asked for, or instead of a SIGHUP that
+    /// 2.90 would not survive) also forgets every name.
+    pub fn delivered(&mut self, stall: Duration, starts: u64) {
+        if self.restarted_since(starts) {
+            self.churn.observe_restart(stall);
+            self.churn.restarted();
+        } else {
+            self.churn.observe_sighup(stall);
+        }
+    }
+
+    /// Whether the next reload should be a restart.
+    pub fn restart_next(&self, mode: RestartMode, can_restart: bool) -> bool {
+        can_restart
+            && match mode {
+                RestartMode::Always => true,
+                RestartMode::Never => false,
+                RestartMode::Auto => self.stats().restart_is_cheaper(),
+            }
+    }
+
+    /// When a SIGHUP first costs more than `warn_factor` times its no-churn
+    /// cost: what the operator can do about it (once per crossing).
+    pub fn warning(
+        &mut self,
+        warn_factor: f64,
+        can_restart: bool,
+        mode: RestartMode,
+    ) -> Option<&'static str> {
+        let over = self.stats().factor > warn_factor;
+        let warned = std::mem::replace(&mut self.warned, over);
+        if !over || warned {
+            return None;
+        }
+        Some(match (can_restart, mode) {
+            (true, RestartMode::Never) => "restarts are off (--restart-instead-of-sighup never)",
+            (true, _) => "the broker restarts it instead of a SIGHUP once that is predicted cheaper",
+            (false, _) => "restart dnsmasq in a quiet moment to reset it (in Kubernetes: delete the pod, or `kubectl rollout restart`)",
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -289,5 +385,73 @@ mod tests {
         c.observe_sighup(Duration::from_millis(20));
         assert_eq!(c.stats().predicted_sighup_ms, None);
         assert!(!c.stats().exact);
+    }
+    #[test]
+    fn a_changed_start_count_means_a_restart_and_resets_the_names() {
+        let mut c = Costs::new(Churn::new([names("a", 100), vec![]], false), 3);
+        for n in names("b", 100) {
+            c.churn().saw(Kind::Host, &n);
+        }
+        c.delivered(Duration::from_millis(5), 3);
+        assert_eq!(c.stats().names_seen, [200, 0], "a SIGHUP keeps every name");
+        for n in names("b", 100) {
+            c.churn().gone(Kind::Host, &n);
+        }
+        c.sync_starts(3);
+        assert_eq!(
+            c.stats().names_seen,
+            [200, 0],
+            "same start count: no restart"
+        );
+        // A crash restart between two reloads, seen by the tick...
+        c.sync_starts(4);
+        let s = c.stats();
+        assert_eq!((s.names_seen, s.exact), ([100, 0], true));
+        // ...and a restart made by the delivery itself.
+        for n in names("c", 100) {
+            c.churn().saw(Kind::Host, &n);
+        }
+        c.delivered(Duration::from_millis(5), 5);
+        assert_eq!(
+            c.stats().names_seen,
+            [200, 0],
+            "a restart reads what is there"
+        );
+        c.churn().gone(Kind::Host, &names("c", 1)[0]);
+        assert_eq!(c.stats().names_seen, [200, 0]);
+    }
+
+    #[test]
+    fn the_restart_mode_decides_before_the_model() {
+        let c = Costs::new(Churn::new([names("a", 10), vec![]], true), 0);
+        assert!(!c.stats().restart_is_cheaper());
+        assert!(c.restart_next(RestartMode::Always, true));
+        assert!(
+            !c.restart_next(RestartMode::Always, false),
+            "not supervised"
+        );
+        assert!(!c.restart_next(RestartMode::Never, true));
+        assert!(!c.restart_next(RestartMode::Auto, true));
+    }
+
+    #[test]
+    fn the_churn_warning_is_given_once_per_crossing() {
+        let mut c = Costs::new(Churn::new([names("a", 10), vec![]], true), 0);
+        assert_eq!(c.warning(2.0, false, RestartMode::Auto), None);
+        for (old, new) in names("a", 10).iter().zip(names("b", 10)) {
+            c.churn().gone(Kind::Host, old);
+            c.churn().saw(Kind::Host, &new);
+        }
+        c.delivered(Duration::ZERO, 0);
+        for (old, new) in names("b", 10).iter().zip(names("c", 10)) {
+            c.churn().gone(Kind::Host, old);
+            c.churn().saw(Kind::Host, &new);
+        }
+        assert_eq!(c.stats().factor, 3.0);
+        let how = c.warning(2.0, false, RestartMode::Auto).unwrap();
+        assert!(how.contains("restart dnsmasq"), "{how}");
+        assert_eq!(c.warning(2.0, false, RestartMode::Auto), None, "once");
+        c.sync_starts(1);
+        assert_eq!(c.warning(2.0, true, RestartMode::Auto), None, "below again");
     }
 }

@@ -11,7 +11,7 @@ use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
 use super::dnsmasq::{self, Version};
-use super::{DnsmasqState, Reloader};
+use super::reloader::{DnsmasqState, Reloader};
 
 /// How the dnsmasq process is found.
 #[derive(Debug, Clone)]

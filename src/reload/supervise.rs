@@ -16,8 +16,8 @@ use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
 use super::dnsmasq::{self, Version};
+use super::reloader::{DnsmasqState, Reloader};
 use super::signal::survived_reload;
-use super::{DnsmasqState, Reloader};
 
 /// How long dnsmasq must run before a crash no longer counts towards backoff.
 const STABLE_AFTER: Duration = Duration::from_secs(30);
