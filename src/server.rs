@@ -233,6 +233,9 @@ fn check_directories(args: &ServeArgs) -> Result<(), StartError> {
                 dir.display()
             )));
         }
+        if let Some(w) = reload::dnsmasq::unreadable_dir_warning(dir) {
+            tracing::warn!("{w}");
+        }
     }
     let same = |a: &Path, b: &Path| matches!((a.canonicalize(), b.canonicalize()), (Ok(x), Ok(y)) if x == y);
     if same(&args.hosts_dir, &args.opts_dir) {

@@ -90,11 +90,16 @@ async fn leases(
 }
 
 async fn status(State(state): State<AppState>) -> Json<Value> {
-    let reloader = state.reloads.reloader().clone();
-    let dnsmasq = tokio::task::spawn_blocking(move || reloader.dnsmasq())
-        .await
-        .ok()
-        .flatten();
+    let reloads = state.reloads.clone();
+    let (dnsmasq, rules) = tokio::task::spawn_blocking(move || {
+        (reloads.reloader().dnsmasq(), reloads.refresh_rules())
+    })
+    .await
+    .unwrap_or_else(|_| (None, state.reloads.rules()));
+    let mut dnsmasq = serde_json::to_value(dnsmasq).unwrap_or(Value::Null);
+    if let Value::Object(d) = &mut dnsmasq {
+        d.insert("rules".into(), json!(rules.set.version.to_string()));
+    }
     let progress = state.reloads.progress();
     let model = state.reloads.model_stats();
     let stall = state.reloads.stall_stats();
@@ -137,6 +142,7 @@ async fn status(State(state): State<AppState>) -> Json<Value> {
             "budget_percent": stall.budget_percent,
             "budget_used_percent": stall.budget_used_percent,
             "next_allowed_in_ms": stall.next_allowed_in_ms,
+            "rules": rules.status(),
             "churn": {
                 "names_seen": churn.names_seen,
                 "live_files": churn.live_files,
@@ -147,6 +153,7 @@ async fn status(State(state): State<AppState>) -> Json<Value> {
                 "restart_recommended": churn.restart_is_cheaper(),
                 "restart_mode": restart_mode,
                 "next_reload_is_restart": next_is_restart,
+                "names_cost": churn.names_cost,
             },
         },
         "writer": state.store.stats(),
@@ -222,8 +229,17 @@ async fn metrics(State(state): State<AppState>) -> Response {
     m.problem_files.set(problems as i64);
     m.reload_pending
         .set(i64::from(state.reloads.progress().pending()));
-    let reloader = state.reloads.reloader().clone();
-    if let Ok(Some(d)) = tokio::task::spawn_blocking(move || reloader.dnsmasq()).await {
+    let reloads = state.reloads.clone();
+    let (dnsmasq, rules) = tokio::task::spawn_blocking(move || {
+        (reloads.reloader().dnsmasq(), reloads.refresh_rules())
+    })
+    .await
+    .unwrap_or_else(|_| (None, state.reloads.rules()));
+    // With method `none` there is no dnsmasq whose version could matter.
+    let unproven = rules.fit != crate::reload::dnsmasq::Fit::Proven
+        && state.reloads.reloader().method() != "none";
+    m.dnsmasq_rules_unproven.set(i64::from(unproven));
+    if let Some(d) = dnsmasq {
         m.dnsmasq_up.set(i64::from(d.running));
         m.dnsmasq_restarts.set(d.restarts as i64);
         m.dnsmasq_deaths_after_reload

@@ -4,6 +4,8 @@
 
 use serde::Serialize;
 
+use super::dnsmasq::Version;
+
 /// What is known about the dnsmasq process being reloaded.
 #[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
 pub struct DnsmasqState {
@@ -35,6 +37,13 @@ pub trait Reloader: Send + Sync {
     /// What is known about dnsmasq now (`None` when there is no dnsmasq to
     /// speak of, as with method `none`).
     fn dnsmasq(&self) -> Option<DnsmasqState> {
+        None
+    }
+
+    /// The version of the dnsmasq reloaded, when it can be learned (it
+    /// picks the row of `dnsmasq::RULE_SETS` in force). May block briefly
+    /// (it can run `dnsmasq --version`).
+    fn version(&self) -> Option<Version> {
         None
     }
 

@@ -39,6 +39,7 @@ use tokio::time::Instant;
 
 use super::budget::{Budget, StallStats};
 use super::cost::{Churn, ChurnStats, Costs};
+use super::dnsmasq::Rules;
 use super::model::{Model, ModelStats};
 use super::progress::{Progress, Reason, ReloadRecord, WaitError};
 use super::reloader::Reloader;
@@ -93,6 +94,9 @@ pub struct ReloadScheduler {
     budget: Mutex<Budget>,
     /// File names dnsmasq has seen, and the SIGHUP / restart cost model.
     costs: Mutex<Costs>,
+    /// The row of `dnsmasq::RULE_SETS` in force (the version last seen;
+    /// `None` until first asked).
+    rules: Mutex<Option<Rules>>,
     /// Changes served without the reload the coalescing policy would send.
     avoided: AtomicU64,
 }
@@ -114,7 +118,11 @@ impl ReloadScheduler {
         config: SchedulerConfig,
     ) -> Arc<ReloadScheduler> {
         let now = Instant::now();
-        let costs = Costs::new(Churn::new([Vec::new(), Vec::new()], false), 0);
+        let rules = Rules::for_version(None);
+        let costs = Costs::new(
+            Churn::new([Vec::new(), Vec::new()], false, rules.set.cost),
+            0,
+        );
         Arc::new(ReloadScheduler {
             reloader,
             pending: Mutex::new(Pending {
@@ -133,6 +141,7 @@ impl ReloadScheduler {
             model: Mutex::new(Model::default()),
             budget: Mutex::new(Budget::new(config.budget, config.budgeted(), now)),
             costs: Mutex::new(costs),
+            rules: Mutex::new(None),
             avoided: AtomicU64::new(0),
             config,
         })
@@ -146,11 +155,42 @@ impl ReloadScheduler {
     /// with a stall predicted from the file count: dnsmasq has just read
     /// every file (supervised), or may be serving a burst of changes the
     /// broker cannot see, and a broker restart must not buy a free reload.
+    ///
+    /// Learns dnsmasq's version first (which may run `dnsmasq --version`):
+    /// the prediction depends on it.
     pub fn start_ledger(&self, names: [Vec<crate::entry::Name>; 2], exact: bool) {
-        let churn = Churn::new(names, exact);
+        let rules = self.refresh_rules();
+        let churn = Churn::new(names, exact, rules.set.cost);
         let prior = churn.prior_stall();
         *lock(&self.costs) = Costs::new(churn, self.reloader.starts());
         lock(&self.budget).assume(prior, Instant::now());
+    }
+
+    /// The rules in force, as of the version last seen.
+    pub fn rules(&self) -> Rules {
+        lock(&self.rules).unwrap_or_else(|| Rules::for_version(None))
+    }
+
+    /// Asks the reloader for dnsmasq's version (blocking: it may run
+    /// `dnsmasq --version`) and puts that version's rules in force, saying
+    /// so in the log when they change.
+    pub fn refresh_rules(&self) -> Rules {
+        let new = Rules::for_version(self.reloader.version());
+        let old = lock(&self.rules).replace(new);
+        if old != Some(new) {
+            lock(&self.costs).churn().set_facts(new.set.cost);
+            match new.warning() {
+                // Nothing is reloaded with method `none`: no version to know.
+                _ if self.reloader.method() == "none" => {}
+                Some(w) => tracing::warn!(rules = %new.set.version, "{w}"),
+                None => tracing::info!(
+                    rules = %new.set.version,
+                    "dnsmasq {}: the reload rules proven on it are in force",
+                    new.set.version
+                ),
+            }
+        }
+        new
     }
 
     /// Names seen, the churn factor and the predicted costs.
@@ -381,6 +421,7 @@ impl ReloadScheduler {
     /// what the reload cost. Returns the reloader's message and the stall.
     fn deliver(&self, risky: bool) -> Result<(String, Duration), String> {
         let _files_still = lock(&self.reading);
+        self.refresh_rules();
         let restart = self.restart_next();
         lock(&self.costs).sync_starts(self.reloader.starts());
         let started = std::time::Instant::now();
