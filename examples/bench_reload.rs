@@ -1689,6 +1689,7 @@ fn version_table(stalls: &[(usize, String, Stall)], builds: &[(PathBuf, String)]
         "---:|".repeat(1 + 2 * versions.len() - 1)
     ));
     let mut sizes: Vec<usize> = stalls.iter().map(|(n, _, _)| *n).collect();
+    sizes.sort_unstable();
     sizes.dedup();
     for n in sizes {
         let of = |v: &str| {

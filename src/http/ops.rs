@@ -229,17 +229,13 @@ async fn metrics(State(state): State<AppState>) -> Response {
     m.problem_files.set(problems as i64);
     m.reload_pending
         .set(i64::from(state.reloads.progress().pending()));
-    let reloads = state.reloads.clone();
-    let (dnsmasq, rules) = tokio::task::spawn_blocking(move || {
-        (reloads.reloader().dnsmasq(), reloads.refresh_rules())
-    })
-    .await
-    .unwrap_or_else(|_| (None, state.reloads.rules()));
+    // The rules as of the last reload or status (both ask for the version).
     // With method `none` there is no dnsmasq whose version could matter.
-    let unproven = rules.fit != crate::reload::dnsmasq::Fit::Proven
+    let unproven = state.reloads.rules().fit != crate::reload::dnsmasq::Fit::Proven
         && state.reloads.reloader().method() != "none";
     m.dnsmasq_rules_unproven.set(i64::from(unproven));
-    if let Some(d) = dnsmasq {
+    let reloader = state.reloads.reloader().clone();
+    if let Ok(Some(d)) = tokio::task::spawn_blocking(move || reloader.dnsmasq()).await {
         m.dnsmasq_up.set(i64::from(d.running));
         m.dnsmasq_restarts.set(d.restarts as i64);
         m.dnsmasq_deaths_after_reload

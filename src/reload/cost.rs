@@ -107,17 +107,21 @@ impl List {
         }
     }
 
-    /// A SIGHUP read every live file: the new names join the list.
+    /// A SIGHUP read every live file: the new names join the list (in
+    /// name order: dnsmasq's `readdir` order is not known, and any order
+    /// gives the same total for the names as long as they stay; sorted, the
+    /// ledger is deterministic).
     fn read_fresh(&mut self) {
         if self.fresh == 0 {
             return;
         }
-        let new: Vec<Name> = self
+        let mut new: Vec<Name> = self
             .live
             .iter()
             .filter(|n| !self.order.contains_key(*n))
             .cloned()
             .collect();
+        new.sort_unstable_by(|a, b| a.as_str().cmp(b.as_str()));
         for n in new {
             self.order.insert(n, self.len);
             self.live_listed += 1;
