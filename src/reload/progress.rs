@@ -3,6 +3,8 @@
 //! watch ([`Progress`]) and why a wait ended without its reload
 //! ([`WaitError`]).
 
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
 use serde::Serialize;
 
 /// What caused a reload. Shown as its [`Reason::as_str`] in status, logs
@@ -72,6 +74,21 @@ pub struct ReloadRecord {
     pub reason: Reason,
     /// How long the delivery and the survival check took: the stall.
     pub duration_ms: u64,
+}
+
+impl ReloadRecord {
+    /// The record of an attempt that ends now and took `took`.
+    pub fn finished(ok: bool, message: String, reason: Reason, took: Duration) -> ReloadRecord {
+        ReloadRecord {
+            at_unix_ms: SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64),
+            ok,
+            message,
+            reason,
+            duration_ms: took.as_millis() as u64,
+        }
+    }
 }
 
 /// Progress of reloads, broadcast to waiters and status. The ticket
@@ -154,13 +171,7 @@ mod tests {
             requested: 5,
             ..Progress::default()
         };
-        let record = |ok| ReloadRecord {
-            at_unix_ms: 0,
-            ok,
-            message: String::new(),
-            reason: Reason::Change,
-            duration_ms: 0,
-        };
+        let record = |ok| ReloadRecord::finished(ok, String::new(), Reason::Change, Duration::ZERO);
         p.attempted(3, record(false));
         assert_eq!((p.attempted, p.delivered, p.failed_count), (3, 0, 1));
         p.attempted(5, record(true));

@@ -32,7 +32,7 @@
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use tokio::sync::{watch, Notify};
 use tokio::time::Instant;
@@ -284,12 +284,13 @@ impl ReloadScheduler {
             Ok(Err(_)) => return Err(WaitError::ShuttingDown),
             Ok(Ok(p)) => p.clone(),
         };
-        let last = p.last.unwrap_or_else(|| ReloadRecord {
-            at_unix_ms: 0,
-            ok: false,
-            message: "no reload was attempted".into(),
-            reason: Reason::Change,
-            duration_ms: 0,
+        let last = p.last.unwrap_or_else(|| {
+            ReloadRecord::finished(
+                false,
+                "no reload was attempted".into(),
+                Reason::Change,
+                Duration::ZERO,
+            )
         });
         if p.delivered >= ticket {
             Ok(last)
@@ -448,18 +449,10 @@ impl ReloadScheduler {
         result: Result<(String, Duration), String>,
         took: Duration,
     ) {
-        let record = ReloadRecord {
-            at_unix_ms: SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map(|d| d.as_millis() as u64)
-                .unwrap_or(0),
-            ok: result.is_ok(),
-            message: match &result {
-                Ok((m, _)) | Err(m) => m.clone(),
-            },
-            reason,
-            duration_ms: took.as_millis() as u64,
+        let message = match &result {
+            Ok((m, _)) | Err(m) => m.clone(),
         };
+        let record = ReloadRecord::finished(result.is_ok(), message, reason, took);
         let metrics = crate::metrics::get();
         metrics
             .reloads
