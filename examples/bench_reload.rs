@@ -7,12 +7,17 @@
 //! cleans up. Everything (dnsmasq, the broker, the DNS prober) runs inside
 //! that namespace; DNS is served on 127.0.0.1:5353 there.
 //!
-//! For each size N (Ironic host files `ironic-<mac>.conf` holding
+//! Every dnsmasq given with `--dnsmasq` (default: the 2.91 and 2.93 builds)
+//! is measured in the same run, one after the other. For each, and each size
+//! N (Ironic host files `ironic-<mac>.conf` holding
 //! `<mac>,set:<tag>,set:ironic`):
 //!
 //! - **SIGHUP stall**: dnsmasq is started on the N files; then, three times,
-//!   it gets SIGHUP and a DNS query is sent right after it; the stall is the
-//!   time until that query is answered (median of 3).
+//!   once it is idle, it gets SIGHUP while a prober sends a DNS query every
+//!   2 ms until the reload is over; the stall is the longest any of those
+//!   queries waited, cross-checked with dnsmasq's CPU time for the reload
+//!   (median of 3). See [`one_sighup_stall`] for why one query sent right
+//!   after the signal measured the wrong SIGHUP.
 //! - **churn**, for each policy, from the same starting state (directory
 //!   rewritten, dnsmasq and broker restarted): changes at `--rate` per second
 //!   for `--seconds`, all through the broker's HTTP API, in the same order
@@ -25,6 +30,11 @@
 //!   the broker's `reload.ok_count` growth over the window (cross-checked
 //!   against dnsmasq's log: an empty marker `--dhcp-hostsfile` is read only
 //!   at start and on SIGHUP).
+//!
+//! - **name churn** (issue 12): 5,000 live files replaced three times under
+//!   new names, the SIGHUP that first reads each round's names timed like
+//!   the stall above, then a second SIGHUP, a restart and a SIGHUP after it
+//!   ([`name_churn`]).
 //!
 //! Policies are `--policy 'LABEL=FLAGS'` (repeatable; default: the three
 //! below). Flags the broker binary does not know are handled so the
@@ -75,10 +85,12 @@ const DEFAULT_POLICIES: &[(&str, &str)] = &[
 ];
 
 const USAGE: &str = "\
-usage: bench_reload --dnsmasq PATH --broker PATH [--sizes 1000,10000,20000]
+usage: bench_reload [--dnsmasq PATH]... --broker PATH [--sizes 1000,10000,20000]
                     [--seconds 30] [--rate 2] [--seed N] [--workdir DIR]
                     [--policy 'LABEL=FLAGS']... [--keep]
                     [--churn-live 5000] [--churn-rounds 3]   (--churn-live 0: skip)
+--dnsmasq (repeatable; default target/dnsmasq-2.91/dnsmasq and
+target/dnsmasq-2.93/dnsmasq): every build is measured in this run.
 Must run as root inside a network namespace with lo up and an interface
 (--interface, default hdbbench0) holding an address in 10.251.0.0/16
 (scripts/bench-reload.sh sets this up).";
@@ -93,7 +105,8 @@ struct Policy {
 
 #[derive(Debug)]
 struct Args {
-    dnsmasq: PathBuf,
+    /// The dnsmasq builds measured, one after the other in this run.
+    dnsmasq: Vec<PathBuf>,
     broker: PathBuf,
     sizes: Vec<usize>,
     seconds: u64,
@@ -110,7 +123,7 @@ struct Args {
 
 fn parse_args() -> Res<Args> {
     let mut a = Args {
-        dnsmasq: PathBuf::from("target/dnsmasq-2.91/dnsmasq"),
+        dnsmasq: Vec::new(),
         broker: PathBuf::from("target/release/hostsdir-broker"),
         sizes: vec![1000, 10_000, 20_000],
         seconds: 30,
@@ -138,7 +151,7 @@ fn parse_args() -> Res<Args> {
             .ok_or_else(|| format!("{flag} needs a value\n{USAGE}"))?;
         let bad = |e: &dyn std::fmt::Display| format!("{flag} {v}: {e}");
         match flag.as_str() {
-            "--dnsmasq" => a.dnsmasq = v.into(),
+            "--dnsmasq" => a.dnsmasq.push(v.into()),
             "--broker" => a.broker = v.into(),
             "--sizes" => {
                 a.sizes = v
@@ -164,6 +177,12 @@ fn parse_args() -> Res<Args> {
             }
             _ => return Err(format!("unknown flag {flag}\n{USAGE}")),
         }
+    }
+    if a.dnsmasq.is_empty() {
+        a.dnsmasq = ["2.91", "2.93"]
+            .iter()
+            .map(|v| PathBuf::from(format!("target/dnsmasq-{v}/dnsmasq")))
+            .collect();
     }
     if a.policies.is_empty() {
         a.policies = DEFAULT_POLICIES
@@ -823,75 +842,262 @@ fn wait_settled(b: &Broker) -> Res<Value> {
 // ---------------------------------------------------------------------------
 // Measurements
 
+/// One reload's cost, seen two ways.
+#[derive(Debug, Clone, Copy)]
+struct Stall {
+    /// The longest a DNS query sent after the signal waited for its answer:
+    /// what a client sees (probes every [`STALL_PROBE_EVERY`]).
+    dns: Duration,
+    /// dnsmasq's CPU time (user + system, 10 ms ticks) from the signal until
+    /// it was idle again: the reload is one uninterrupted pass, so this is
+    /// the stall too, whatever else the machine is doing.
+    cpu: Duration,
+}
+
+impl Stall {
+    fn cell(&self) -> String {
+        format!(
+            "{:.3} ({:.2})",
+            self.dns.as_secs_f64(),
+            self.cpu.as_secs_f64()
+        )
+    }
+}
+
+/// Interval of the stall probe's queries.
+const STALL_PROBE_EVERY: Duration = Duration::from_millis(2);
+
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));
     v[v.len() / 2]
 }
 
-/// Median stall (s) of [`STALL_SAMPLES`] SIGHUPs, and the samples.
-///
-/// dnsmasq runs with `--log-queries` here, so its log shows whether a query
-/// was answered after the reload (the sample counts) or slipped in before
-/// it began (the signal had not reached dnsmasq's event loop yet): then the
-/// SIGHUP is repeated with the query sent 1, 2, … ms after the signal, and
-/// the stall still counts from the signal.
-fn sighup_stall(a: &Args, dirs: &Dirs, n: usize) -> Res<(f64, Vec<f64>)> {
+/// CPU time a process used so far (`/proc/PID/stat` utime + stime, in the
+/// usual 100 Hz clock ticks).
+fn proc_cpu(pid: u32) -> Res<Duration> {
+    let path = format!("/proc/{pid}/stat");
+    let stat = fs::read_to_string(&path).map_err(|e| format!("{path}: {e}"))?;
+    let fields: Vec<u64> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest)
+        .unwrap_or("")
+        .split_whitespace()
+        .skip(11)
+        .take(2)
+        .filter_map(|f| f.parse().ok())
+        .collect();
+    match fields[..] {
+        [utime, stime] => Ok(Duration::from_millis((utime + stime) * 10)),
+        _ => Err(format!("{path}: no utime/stime in {stat:?}")),
+    }
+}
+
+/// Waits until dnsmasq sleeps in its event loop, seen sleeping three times
+/// in a row 20 ms apart: no file read, no reload in progress.
+fn wait_idle(pid: u32, within: Duration) -> Res<()> {
+    let deadline = Instant::now() + within;
+    let mut asleep = 0;
+    while asleep < 3 {
+        let stat = fs::read_to_string(format!("/proc/{pid}/stat"))
+            .map_err(|e| format!("dnsmasq (pid {pid}) is gone: {e}"))?;
+        let state = stat
+            .rsplit_once(')')
+            .and_then(|(_, r)| r.trim_start().chars().next());
+        asleep = if state == Some('S') { asleep + 1 } else { 0 };
+        if Instant::now() > deadline {
+            return Err(format!("dnsmasq (pid {pid}) stayed busy for {within:?}"));
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+    Ok(())
+}
+
+/// Median (by DNS) of [`STALL_SAMPLES`] SIGHUP stalls of a fresh dnsmasq on
+/// `n` files, and the samples.
+fn sighup_stall(bin: &Path, a: &Args, dirs: &Dirs, n: usize) -> Res<(Stall, Vec<Stall>)> {
     dirs.reset(n)?;
-    let d = start_dnsmasq(&a.dnsmasq, &a.interface, dirs, n, &["--log-queries"])?;
+    let d = start_dnsmasq(bin, &a.interface, dirs, n, &[])?;
     let mut samples = Vec::new();
-    let mut id = 0x4000u16;
-    for k in 0..STALL_SAMPLES {
-        samples.push(one_sighup_stall(&d, dirs, k, &mut id)?);
+    for _ in 0..STALL_SAMPLES {
+        samples.push(one_sighup_stall(&d, dirs)?);
     }
     drop(d);
-    Ok((median(samples.clone()), samples))
+    let mid = median(samples.iter().map(|s| s.dns.as_secs_f64()).collect());
+    let pick = *samples
+        .iter()
+        .find(|s| s.dns.as_secs_f64() == mid)
+        .expect("the median is a sample");
+    Ok((pick, samples))
 }
 
-/// One SIGHUP's stall, timed by a DNS query sent right after the signal
-/// (dnsmasq needs `--log-queries` so the order can be checked).
-fn one_sighup_stall(d: &Proc, dirs: &Dirs, k: usize, id: &mut u16) -> Res<f64> {
-    let mut gap_ms = 0;
+/// One SIGHUP's stall, sent once dnsmasq is idle (every file it was
+/// reading is read): a prober sends a DNS query every
+/// [`STALL_PROBE_EVERY`] from the signal on, until dnsmasq has reloaded
+/// (its marker file was read) and is idle again; the stall is the longest
+/// any of those queries waited. dnsmasq's CPU time over the same span is
+/// the cross-check.
+///
+/// Why not one query sent right after the signal: when the query reaches
+/// dnsmasq before dnsmasq runs, its `poll()` returns with the DNS socket
+/// ready and the signal handler (which queues the reload on a pipe) runs
+/// only after, so the query is answered first, in no time, and the reload
+/// follows. The previous version of this benchmark then discarded the
+/// sample and signalled again — timing a second SIGHUP, which on 2.91
+/// finds the names the first one had just added to its list.
+fn one_sighup_stall(d: &Proc, dirs: &Dirs) -> Res<Stall> {
+    let limit = Duration::from_secs(300);
+    wait_idle(d.pid(), limit)?;
+    wait_responsive(limit)?;
+    wait_idle(d.pid(), limit)?;
+    let mut reload_seen = LogWatch::new(&dirs.log, &format!("read {}", dirs.marker.display()));
+    let cpu0 = proc_cpu(d.pid())?;
+    let sock = dns_socket()?;
+    let rx = sock.try_clone().map_err(|e| e.to_string())?;
+    rx.set_read_timeout(Some(Duration::from_millis(20)))
+        .map_err(|e| e.to_string())?;
+    let stop = Arc::new(AtomicU64::new(0));
+    let t0 = Instant::now();
+    // Answer time of each query id (send times are id × interval).
+    let receiver = {
+        let stop = stop.clone();
+        thread::spawn(move || {
+            let mut got = BTreeMap::new();
+            let mut buf = [0u8; 512];
+            let mut quiet_since = None;
+            loop {
+                match rx.recv(&mut buf) {
+                    Ok(len) => {
+                        if let Some(id) = dns_reply_id(&buf[..len]) {
+                            got.entry(id).or_insert_with(|| t0.elapsed());
+                        }
+                        quiet_since = None;
+                    }
+                    Err(_) if stop.load(Ordering::Acquire) > 0 => {
+                        // Sending stopped: wait for stragglers, then stop.
+                        let q = *quiet_since.get_or_insert_with(Instant::now);
+                        if q.elapsed() > Duration::from_millis(200) {
+                            return got;
+                        }
+                    }
+                    Err(_) => {}
+                }
+            }
+        })
+    };
+    signal(d.pid(), Signal::SIGHUP)?;
+    let mut sent = 0u16;
+    let mut reloaded_at = None;
     loop {
-        wait_responsive(Duration::from_secs(300))?;
-        thread::sleep(Duration::from_millis(300));
-        let sock = dns_socket()?;
-        *id += 1;
-        let name = format!("stall{id}.{PROBE_NAME}");
-        let pkt = dns_query_for(*id, &name);
-        signal(d.pid(), Signal::SIGHUP)?;
-        let t = Instant::now();
-        if gap_ms > 0 {
-            thread::sleep(Duration::from_millis(gap_ms));
+        let due = t0 + STALL_PROBE_EVERY * u32::from(sent);
+        if let Some(w) = due.checked_duration_since(Instant::now()) {
+            thread::sleep(w);
         }
-        sock.send(&pkt).map_err(|e| e.to_string())?;
-        let took = ask_sent(&sock, *id, t, Duration::from_secs(300))
-            .ok_or("no DNS answer within 300 s after SIGHUP")?;
-        // the reload is over (and logged) once dnsmasq answers promptly
-        wait_responsive(Duration::from_secs(300))?;
-        if answered_after_last_reload(dirs, &name) {
-            return Ok(took.as_secs_f64());
+        let _ = sock.send(&dns_query(sent));
+        sent = sent.wrapping_add(1);
+        if sent == u16::MAX {
+            return Err("the reload outlasted the probe's query ids".into());
         }
-        gap_ms += 1;
-        log(format!(
-            "SIGHUP sample {k}: the query was answered ({:.3} s) before the reload \
-             began; again with the query {gap_ms} ms after the signal",
-            took.as_secs_f64()
-        ));
-        if gap_ms > 20 {
-            return Err("dnsmasq never reloaded before answering".into());
+        if reloaded_at.is_none() && sent.is_multiple_of(10) && reload_seen.appeared() {
+            reloaded_at = Some(Instant::now());
         }
+        // Reloaded, and idle again: a few more queries, then stop.
+        if let Some(at) = reloaded_at {
+            if at.elapsed() > Duration::from_millis(50) && proc_idle_now(d.pid()) {
+                break;
+            }
+        }
+        if t0.elapsed() > limit {
+            return Err(format!("no reload within {limit:?} of the SIGHUP"));
+        }
+    }
+    stop.store(1, Ordering::Release);
+    let got = receiver.join().map_err(|_| "the probe receiver panicked")?;
+    wait_idle(d.pid(), limit)?;
+    let cpu = proc_cpu(d.pid())? - cpu0;
+    let dns = (0..sent)
+        .filter_map(|id| {
+            let sent_at = STALL_PROBE_EVERY * u32::from(id);
+            got.get(&id).map(|at| at.saturating_sub(sent_at))
+        })
+        .max()
+        .ok_or("no probe query was answered")?;
+    Ok(Stall { dns, cpu })
+}
+
+/// Watches a growing log for a line, reading only what was appended (a
+/// reload of 20,000 files logs 20,000 lines; rereading the whole log every
+/// few milliseconds would compete with dnsmasq for the CPU).
+struct LogWatch {
+    path: PathBuf,
+    offset: u64,
+    needle: String,
+    /// The end of the last read, in case the needle straddles two reads.
+    carry: String,
+}
+
+impl LogWatch {
+    /// Watches for `needle` in what `path` gets from now on.
+    fn new(path: &Path, needle: &str) -> LogWatch {
+        LogWatch {
+            path: path.to_path_buf(),
+            offset: fs::metadata(path).map_or(0, |m| m.len()),
+            needle: needle.to_string(),
+            carry: String::new(),
+        }
+    }
+
+    /// Whether the needle was appended since [`LogWatch::new`].
+    fn appeared(&mut self) -> bool {
+        use std::io::{Seek, SeekFrom};
+        let Ok(mut f) = fs::File::open(&self.path) else {
+            return false;
+        };
+        let mut new = Vec::new();
+        if f.seek(SeekFrom::Start(self.offset)).is_err() || f.read_to_end(&mut new).is_err() {
+            return false;
+        }
+        self.offset += new.len() as u64;
+        let text = format!("{}{}", self.carry, String::from_utf8_lossy(&new));
+        if text.contains(&self.needle) {
+            return true;
+        }
+        let keep = text.len().saturating_sub(self.needle.len());
+        self.carry = text.get(keep..).map_or_else(String::new, str::to_string);
+        false
     }
 }
 
-/// Issue 12's scenario: `live` host files, replaced `rounds` times by files
-/// under new names (dnsmasq reads each through inotify and never forgets a
-/// name), then a SIGHUP's stall against a restart's unavailability (SIGTERM,
-/// start with the same arguments, first DNS answer), in the same run.
-fn name_churn(a: &Args, dirs: &Dirs, live: usize, rounds: usize) -> Res<Vec<String>> {
+/// Whether dnsmasq is asleep right now (one look).
+fn proc_idle_now(pid: u32) -> bool {
+    fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            s.rsplit_once(')')
+                .and_then(|(_, r)| r.trim_start().chars().next())
+        })
+        == Some('S')
+}
+
+/// Issue 12's scenario, per dnsmasq: `live` host files replaced `rounds`
+/// times by files under new names (dnsmasq reads each through inotify);
+/// after each round, once dnsmasq is idle, the SIGHUP that first reads the
+/// round's names; then a second SIGHUP (the names already read); then a
+/// restart (SIGTERM, start with the same arguments, first DNS answer; its
+/// CPU is the new process's until idle) and a SIGHUP after it.
+struct NameChurn {
+    live: usize,
+    names: usize,
+    fresh: Stall,
+    rounds: Vec<Stall>,
+    steady: Stall,
+    restart: Stall,
+    after: Stall,
+}
+
+fn name_churn(bin: &Path, a: &Args, dirs: &Dirs, live: usize, rounds: usize) -> Res<NameChurn> {
     dirs.reset(live)?;
-    let mut d = start_dnsmasq(&a.dnsmasq, &a.interface, dirs, live, &["--log-queries"])?;
-    let mut id = 0x6000u16;
-    let fresh = one_sighup_stall(&d, dirs, 0, &mut id)?;
+    let mut d = start_dnsmasq(bin, &a.interface, dirs, live, &[])?;
+    let fresh = one_sighup_stall(&d, dirs)?;
     let mut rounds_stall = Vec::new();
     let name = |round: usize, i: usize| {
         if round == 0 {
@@ -915,14 +1121,18 @@ fn name_churn(a: &Args, dirs: &Dirs, live: usize, rounds: usize) -> Res<Vec<Stri
                 .map_err(|e| e.to_string())?;
             fs::rename(&tmp, dirs.hosts.join(name(round, i))).map_err(|e| e.to_string())?;
         }
-        let deadline = Instant::now() + Duration::from_secs(120);
-        while dirs.hosts_read_lines() < before + live && Instant::now() < deadline {
+        let deadline = Instant::now() + Duration::from_secs(300);
+        while dirs.hosts_read_lines() < before + live {
+            if Instant::now() > deadline {
+                return Err(format!("dnsmasq did not read round {round}'s files"));
+            }
             thread::sleep(Duration::from_millis(50));
         }
-        // dnsmasq's list of names grows at SIGHUPs: one after every round,
-        // as a broker under steady churn sends them.
-        rounds_stall.push(one_sighup_stall(&d, dirs, round, &mut id)?);
+        // dnsmasq 2.91's list of names grows at SIGHUPs: one after every
+        // round, as a broker under steady churn sends them.
+        rounds_stall.push(one_sighup_stall(&d, dirs)?);
     }
+    let steady = one_sighup_stall(&d, dirs)?;
     // Restart: SIGTERM, wait for the exit, start again, first DNS answer.
     let t = Instant::now();
     signal(d.pid(), Signal::SIGTERM)?;
@@ -930,14 +1140,13 @@ fn name_churn(a: &Args, dirs: &Dirs, live: usize, rounds: usize) -> Res<Vec<Stri
     while d.exited().is_none() && Instant::now() < deadline {
         thread::sleep(Duration::from_millis(5));
     }
-    let mut restarted = start_dnsmasq_process(&a.dnsmasq, &a.interface, dirs, &["--log-queries"])?;
-    // The first answer from the new process, asked every few ms.
+    let mut restarted = start_dnsmasq_process(bin, &a.interface, dirs, &[])?;
     let sock = dns_socket()?;
     let mut probe = 0x7000u16;
-    let restart = loop {
+    let restart_dns = loop {
         probe = probe.wrapping_add(1);
         if ask(&sock, probe, Duration::from_millis(10)).is_some() {
-            break t.elapsed().as_secs_f64();
+            break t.elapsed();
         }
         if let Some(st) = restarted.exited() {
             return Err(format!("dnsmasq exited at its restart ({st})"));
@@ -946,33 +1155,24 @@ fn name_churn(a: &Args, dirs: &Dirs, live: usize, rounds: usize) -> Res<Vec<Stri
             return Err("dnsmasq did not answer within 300 s of its restart".into());
         }
     };
+    wait_idle(restarted.pid(), Duration::from_secs(300))?;
+    let restart = Stall {
+        dns: restart_dns,
+        cpu: proc_cpu(restarted.pid())?,
+    };
     wait_responsive(Duration::from_secs(120))?;
     d = restarted;
-    let after = one_sighup_stall(&d, dirs, 2, &mut id)?;
+    let after = one_sighup_stall(&d, dirs)?;
     drop(d);
-    Ok(vec![
-        live.to_string(),
-        (live * (rounds + 1)).to_string(),
-        format!("{fresh:.3}"),
-        rounds_stall
-            .iter()
-            .map(|s| format!("{s:.3}"))
-            .collect::<Vec<_>>()
-            .join(", "),
-        format!("{restart:.3}"),
-        format!("{after:.3}"),
-    ])
-}
-
-/// Whether dnsmasq logged the query for `name` after its last marker read.
-fn answered_after_last_reload(dirs: &Dirs, name: &str) -> bool {
-    let log = fs::read_to_string(&dirs.log).unwrap_or_default();
-    let marker = format!("read {}", dirs.marker.display());
-    let query = format!("query[A] {name} ");
-    let lines: Vec<&str> = log.lines().collect();
-    let last_marker = lines.iter().rposition(|l| l.contains(&marker));
-    let the_query = lines.iter().position(|l| l.contains(&query));
-    matches!((last_marker, the_query), (Some(m), Some(q)) if q > m)
+    Ok(NameChurn {
+        live,
+        names: live * (rounds + 1),
+        fresh,
+        rounds: rounds_stall,
+        steady,
+        restart,
+        after,
+    })
 }
 
 struct ChurnResult {
@@ -991,9 +1191,16 @@ struct ChurnResult {
 /// Longest the benchmark waits after the window for deletes to be covered.
 const DELETE_WAIT: Duration = Duration::from_secs(180);
 
-fn churn(a: &Args, dirs: &Dirs, n: usize, ops: &[Op], flags: &[String]) -> Res<ChurnResult> {
+fn churn(
+    bin: &Path,
+    a: &Args,
+    dirs: &Dirs,
+    n: usize,
+    ops: &[Op],
+    flags: &[String],
+) -> Res<ChurnResult> {
     dirs.reset(n)?;
-    let mut dnsmasq = start_dnsmasq(&a.dnsmasq, &a.interface, dirs, n, &[])?;
+    let mut dnsmasq = start_dnsmasq(bin, &a.interface, dirs, n, &[])?;
     let broker = Broker::start(&a.broker, dirs, flags)?;
     let s0 = wait_settled(&broker)?;
     let hosts = s0["entries"]["hosts"].as_u64().unwrap_or(0);
@@ -1257,12 +1464,20 @@ fn run(a: &Args) -> Res<()> {
                 .into(),
         );
     }
-    let dnsmasq_version = first_line(&a.dnsmasq, &["--version"]);
-    if !dnsmasq_version.starts_with("Dnsmasq version") {
-        return Err(format!(
-            "{} is not a working dnsmasq; run `sudo scripts/install-test-deps.sh`",
-            a.dnsmasq.display()
-        ));
+    let mut builds = Vec::new();
+    for bin in &a.dnsmasq {
+        let banner = first_line(bin, &["--version"]);
+        let version = banner
+            .strip_prefix("Dnsmasq version ")
+            .and_then(|r| r.split_whitespace().next())
+            .ok_or_else(|| {
+                format!(
+                    "{} is not a working dnsmasq ({banner:?}); run `sudo scripts/install-test-deps.sh`",
+                    bin.display()
+                )
+            })?
+            .to_string();
+        builds.push((bin.clone(), version));
     }
     let help = Command::new(&a.broker)
         .args(["serve", "--help"])
@@ -1306,79 +1521,69 @@ fn run(a: &Args) -> Res<()> {
     log(format!("work directory {}", root.display()));
 
     let started = Instant::now();
+    let load_before = load_average();
     let mut rows = Vec::new();
-    for &n in &a.sizes {
-        let count = (a.seconds as f64 * a.rate).ceil() as usize;
-        let ops = changes(n, count, a.seed);
-        log(format!("{n} files: timing {STALL_SAMPLES} SIGHUPs"));
-        let (stall, samples) = sighup_stall(a, &dirs, n)?;
-        log(format!("{n} files: SIGHUP stall samples {samples:.3?} s"));
-        for (p, adapted) in &policies {
-            let cells = match adapted {
-                Err(why) => std::iter::once(format!("{} (skipped: {why})", p.label))
-                    .chain(std::iter::repeat_n("–".to_string(), 8))
-                    .collect(),
-                Ok((flags, _)) => {
-                    log(format!(
-                        "{n} files, {:?}: {} s of churn",
-                        p.label, a.seconds
-                    ));
-                    let r = churn(a, &dirs, n, &ops, flags)?;
-                    let pr = &r.probe;
-                    let pct = 100.0 * pr.unresponsive as f64 / pr.sent.max(1) as f64;
-                    log(format!(
-                        "{n} files, {:?}: {} SIGHUPs (dnsmasq log {}), {}/{} queries \
-                         unresponsive ({} lost), p50 {:?}, p99 {:?}, longest outage {:.2} s, \
-                         {}/{} changes ok, slowest API call {:.2} s",
-                        p.label,
-                        r.sighups,
-                        r.sighups_log,
-                        pr.unresponsive,
-                        pr.sent,
-                        pr.lost,
-                        pr.p50,
-                        pr.p99,
-                        pr.longest_outage.as_secs_f64(),
-                        r.ops_ok,
-                        r.ops_total,
-                        r.api_max.as_secs_f64()
-                    ));
-                    let sighups = if r.sighups as usize == r.sighups_log {
-                        r.sighups.to_string()
-                    } else {
-                        format!("{} (dnsmasq log: {})", r.sighups, r.sighups_log)
-                    };
-                    vec![
-                        p.label.clone(),
-                        sighups,
-                        format!("{pct:.1}"),
-                        format!("{:.2}", pr.longest_outage.as_secs_f64()),
-                        format!("{}/{}", r.ops_ok, r.ops_total),
-                        format!("{:.2}", r.api_max.as_secs_f64()),
-                        r.delete_max.map_or("not within 180 s".into(), |d| {
-                            format!("{:.1}", d.as_secs_f64())
-                        }),
-                        show(find_key(&r.status["reload"], "ghosts")),
-                        show(find_key(&r.status["reload"], "avoided")),
-                        show(find_key(&r.status["reload"], "stall_ms_estimate")),
-                    ]
-                }
-            };
-            let mut row = vec![format!("{n}"), format!("{stall:.3}")];
-            row.extend(cells);
-            rows.push(row);
+    // (files, version, median stall) for the version table.
+    let mut stalls: Vec<(usize, String, Stall)> = Vec::new();
+    let mut churns = Vec::new();
+    for (bin, version) in &builds {
+        for &n in &a.sizes {
+            let count = (a.seconds as f64 * a.rate).ceil() as usize;
+            let ops = changes(n, count, a.seed);
+            log(format!(
+                "dnsmasq {version}, {n} files: timing {STALL_SAMPLES} SIGHUPs"
+            ));
+            let (stall, samples) = sighup_stall(bin, a, &dirs, n)?;
+            log(format!(
+                "dnsmasq {version}, {n} files: SIGHUP stall samples (DNS s (CPU s)) {}",
+                samples
+                    .iter()
+                    .map(Stall::cell)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+            stalls.push((n, version.clone(), stall));
+            for (p, adapted) in &policies {
+                let cells = match adapted {
+                    Err(why) => std::iter::once(format!("{} (skipped: {why})", p.label))
+                        .chain(std::iter::repeat_n("–".to_string(), 9))
+                        .collect(),
+                    Ok((flags, _)) => {
+                        log(format!(
+                            "dnsmasq {version}, {n} files, {:?}: {} s of churn",
+                            p.label, a.seconds
+                        ));
+                        let r = churn(bin, a, &dirs, n, &ops, flags)?;
+                        policy_cells(p, &r, version, n)
+                    }
+                };
+                let mut row = vec![n.to_string(), version.clone(), stall.cell()];
+                row.extend(cells);
+                rows.push(row);
+            }
+        }
+        if a.churn_live > 0 {
+            log(format!(
+                "dnsmasq {version}, name churn: {} live files replaced {} times under new names",
+                a.churn_live, a.churn_rounds
+            ));
+            churns.push((
+                version.clone(),
+                name_churn(bin, a, &dirs, a.churn_live, a.churn_rounds)?,
+            ));
         }
     }
 
     let mut out = String::new();
     out.push_str(&format!(
         "### Reload benchmark ({})\n\n\
-         - machine: {}\n- dnsmasq: `{}` ({dnsmasq_version})\n- broker: `{}`\n\
+         - machine: {}; load average (1, 5, 15 min) before the run {}, after it {}\n\
+         - dnsmasq: {}\n- broker: `{}`\n\
          - host files: `ironic-<mac>.conf` holding `<mac>,set:<tag>,set:ironic`\n\
-         - SIGHUP stall: time from SIGHUP to the answer of a DNS query sent right \
-         after it, median of {STALL_SAMPLES}, fresh dnsmasq, no churn (when dnsmasq's \
-         `--log-queries` log shows the query was answered before the reload began, the \
-         SIGHUP is repeated with the query sent 1, 2, … ms after the signal)\n\
+         - SIGHUP stall, as `DNS (CPU)` seconds: SIGHUP sent once dnsmasq is idle; DNS = the \
+         longest any query (one every {} ms from the signal on) waited for its answer; CPU = \
+         dnsmasq's CPU time until idle again; median of {STALL_SAMPLES} by DNS, fresh dnsmasq, \
+         no churn\n\
          - churn: {} changes/s for {} s through the broker's API (60% replace toggling \
          `set:<tag>` <-> `ignore`, 20% create, 20% delete; seed {}, same sequence for \
          every policy); dnsmasq and broker restarted on the same N files per policy\n\
@@ -1393,58 +1598,24 @@ fn run(a: &Args) -> Res<()> {
          when it reports them\n- total time {:.0} s\n\n",
         utc_now(),
         machine(),
-        a.dnsmasq.display(),
+        load_before,
+        load_average(),
+        builds
+            .iter()
+            .map(|(b, v)| format!("{v} (`{}`)", b.display()))
+            .collect::<Vec<_>>()
+            .join(", "),
         a.broker.display(),
+        STALL_PROBE_EVERY.as_millis(),
         a.rate,
         a.seconds,
         a.seed,
         started.elapsed().as_secs_f64(),
     ));
-    let header = [
-        "files".to_string(),
-        "SIGHUP stall (s)".into(),
-        "policy".into(),
-        format!("SIGHUPs in {} s", a.seconds),
-        "unresponsive %".into(),
-        "longest outage (s)".into(),
-        "changes ok".into(),
-        "slowest API call (s)".into(),
-        "last delete in effect after (s)".into(),
-        "ghosts".into(),
-        "avoided".into(),
-        "stall est. (ms)".into(),
-    ];
-    out.push_str(&format!("| {} |\n", header.join(" | ")));
-    out.push_str(&format!(
-        "|{}\n",
-        header
-            .iter()
-            .enumerate()
-            .map(|(i, _)| if i == 2 { "---|" } else { "---:|" })
-            .collect::<String>()
-    ));
-    for r in rows {
-        out.push_str(&format!("| {} |\n", r.join(" | ")));
-    }
-    if a.churn_live > 0 {
-        log(format!(
-            "name churn: {} live files replaced {} times under new names",
-            a.churn_live, a.churn_rounds
-        ));
-        let row = name_churn(a, &dirs, a.churn_live, a.churn_rounds)?;
-        out.push_str(&format!(
-            "\n#### Name churn: SIGHUP against restart\n\n\
-             dnsmasq never forgets a file name its hostsdir held at a SIGHUP; {} live host \
-             files were replaced {} times by files under new names (read through inotify), \
-             a SIGHUP after each round. SIGHUP stalls are timed as above; the restart is \
-             SIGTERM, start with the same arguments, first DNS answer.\n\n\
-             | live files | names seen | SIGHUP, no churn (s) | SIGHUP after each round (s) | \
-             restart (s) | SIGHUP after the restart (s) |\n|---:|---:|---:|---:|---:|---:|\n\
-             | {} |\n",
-            a.churn_live,
-            a.churn_rounds,
-            row.join(" | ")
-        ));
+    out.push_str(&version_table(&stalls, &builds));
+    out.push_str(&policy_table(a, &rows));
+    if !churns.is_empty() {
+        out.push_str(&churn_table(a, &churns));
     }
     print!("{out}");
     std::io::stdout().flush().map_err(|e| e.to_string())?;
@@ -1458,6 +1629,164 @@ fn run(a: &Args) -> Res<()> {
         let _ = fs::remove_dir_all(&root);
     }
     Ok(())
+}
+
+/// The cells of one policy row (after files, dnsmasq, stall), logged too.
+fn policy_cells(p: &Policy, r: &ChurnResult, version: &str, n: usize) -> Vec<String> {
+    let pr = &r.probe;
+    let pct = 100.0 * pr.unresponsive as f64 / pr.sent.max(1) as f64;
+    log(format!(
+        "dnsmasq {version}, {n} files, {:?}: {} SIGHUPs (dnsmasq log {}), {}/{} queries \
+         unresponsive ({} lost), p50 {:?}, p99 {:?}, longest outage {:.2} s, \
+         {}/{} changes ok, slowest API call {:.2} s",
+        p.label,
+        r.sighups,
+        r.sighups_log,
+        pr.unresponsive,
+        pr.sent,
+        pr.lost,
+        pr.p50,
+        pr.p99,
+        pr.longest_outage.as_secs_f64(),
+        r.ops_ok,
+        r.ops_total,
+        r.api_max.as_secs_f64()
+    ));
+    let sighups = if r.sighups as usize == r.sighups_log {
+        r.sighups.to_string()
+    } else {
+        format!("{} (dnsmasq log: {})", r.sighups, r.sighups_log)
+    };
+    vec![
+        p.label.clone(),
+        sighups,
+        format!("{pct:.1}"),
+        format!("{:.2}", pr.longest_outage.as_secs_f64()),
+        format!("{}/{}", r.ops_ok, r.ops_total),
+        format!("{:.2}", r.api_max.as_secs_f64()),
+        r.delete_max.map_or("not within 180 s".into(), |d| {
+            format!("{:.1}", d.as_secs_f64())
+        }),
+        show(find_key(&r.status["reload"], "ghosts")),
+        show(find_key(&r.status["reload"], "avoided")),
+        show(find_key(&r.status["reload"], "stall_ms_estimate")),
+    ]
+}
+
+/// SIGHUP stall per size, one column pair per dnsmasq, and each version's
+/// DNS stall as a ratio of the first one's.
+fn version_table(stalls: &[(usize, String, Stall)], builds: &[(PathBuf, String)]) -> String {
+    let versions: Vec<&str> = builds.iter().map(|(_, v)| v.as_str()).collect();
+    let mut out = String::from("#### SIGHUP stall by dnsmasq version\n\n| files |");
+    for v in &versions {
+        out.push_str(&format!(" {v}: DNS (CPU) s |"));
+    }
+    for v in versions.iter().skip(1) {
+        out.push_str(&format!(" {v} / {} |", versions[0]));
+    }
+    out.push_str(&format!(
+        "\n|{}\n",
+        "---:|".repeat(1 + 2 * versions.len() - 1)
+    ));
+    let mut sizes: Vec<usize> = stalls.iter().map(|(n, _, _)| *n).collect();
+    sizes.sort_unstable();
+    sizes.dedup();
+    for n in sizes {
+        let of = |v: &str| {
+            stalls
+                .iter()
+                .find(|(m, w, _)| *m == n && w == v)
+                .map(|s| s.2)
+        };
+        out.push_str(&format!("| {n} |"));
+        for v in &versions {
+            out.push_str(&format!(" {} |", of(v).map_or("–".into(), |s| s.cell())));
+        }
+        for v in versions.iter().skip(1) {
+            let ratio = match (of(v), of(versions[0])) {
+                (Some(x), Some(base)) if base.dns > Duration::ZERO => {
+                    format!("{:.2}×", x.dns.as_secs_f64() / base.dns.as_secs_f64())
+                }
+                _ => "–".into(),
+            };
+            out.push_str(&format!(" {ratio} |"));
+        }
+        out.push('\n');
+    }
+    out.push('\n');
+    out
+}
+
+fn policy_table(a: &Args, rows: &[Vec<String>]) -> String {
+    let header = [
+        "files".to_string(),
+        "dnsmasq".into(),
+        "SIGHUP stall: DNS (CPU) s".into(),
+        "policy".into(),
+        format!("SIGHUPs in {} s", a.seconds),
+        "unresponsive %".into(),
+        "longest outage (s)".into(),
+        "changes ok".into(),
+        "slowest API call (s)".into(),
+        "last delete in effect after (s)".into(),
+        "ghosts".into(),
+        "avoided".into(),
+        "stall est. (ms)".into(),
+    ];
+    let mut out = String::from("#### Reload policies under churn\n\n");
+    out.push_str(&format!("| {} |\n|", header.join(" | ")));
+    for i in 0..header.len() {
+        out.push_str(if i == 1 || i == 3 { "---|" } else { "---:|" });
+    }
+    out.push('\n');
+    for r in rows {
+        out.push_str(&format!("| {} |\n", r.join(" | ")));
+    }
+    out.push('\n');
+    out
+}
+
+fn churn_table(a: &Args, churns: &[(String, NameChurn)]) -> String {
+    let mut out = format!(
+        "#### Name churn: SIGHUP against restart\n\n\
+         {} live host files replaced {} times by files under new names (read through \
+         inotify); once dnsmasq is idle after each round, the SIGHUP that first reads that \
+         round's names (dnsmasq 2.90/2.91 add them to the list of names every later SIGHUP \
+         walks); then a second SIGHUP (the names already read); then a restart (SIGTERM, \
+         start with the same arguments: DNS = until the first answer, CPU = the new \
+         process's until idle) and a SIGHUP after it. Cells are `DNS (CPU)` seconds; growth \
+         is the last round's DNS stall over the no-churn one.\n\n\
+         | dnsmasq | live files | names seen | SIGHUP, no churn | first SIGHUP after each round | \
+         growth | second SIGHUP | restart | SIGHUP after the restart |\n\
+         |---|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+        a.churn_live, a.churn_rounds
+    );
+    for (version, c) in churns {
+        let last = c.rounds.last().map_or(c.fresh, |s| *s);
+        out.push_str(&format!(
+            "| {version} | {} | {} | {} | {} | {:.1}× | {} | {} | {} |\n",
+            c.live,
+            c.names,
+            c.fresh.cell(),
+            c.rounds
+                .iter()
+                .map(Stall::cell)
+                .collect::<Vec<_>>()
+                .join(", "),
+            last.dns.as_secs_f64() / c.fresh.dns.as_secs_f64().max(0.001),
+            c.steady.cell(),
+            c.restart.cell(),
+            c.after.cell(),
+        ));
+    }
+    out
+}
+
+/// `/proc/loadavg`'s three averages, as noted with the results.
+fn load_average() -> String {
+    fs::read_to_string("/proc/loadavg")
+        .map(|t| t.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "unknown".into())
 }
 
 fn main() -> ExitCode {

@@ -1,17 +1,21 @@
 #!/usr/bin/env bash
-# Reload benchmark (a benchmark, not a timed test): prints a Markdown table
-# of what a SIGHUP costs a real dnsmasq 2.91 and how much of the time dnsmasq
+# Reload benchmark (a benchmark, not a timed test): prints Markdown tables
+# of what a SIGHUP costs real dnsmasq builds and how much of the time dnsmasq
 # is unresponsive under churn with each broker reload policy.
 #
-#   scripts/bench-reload.sh [--sizes 1000,10000,20000] [--seconds 30]   (as root)
+#   scripts/bench-reload.sh [--dnsmasq PATH]... (as root)
+#                           [--sizes 1000,10000,20000] [--seconds 30]
 #                           [--rate 2] [--seed N] [--keep DIR]
 #                           [--policy 'LABEL=BROKER FLAGS']...
 #                           [--churn-live 5000] [--churn-rounds 3]
 #
-# For each size N: N Ironic host files `ironic-<mac>.conf` holding
+# --dnsmasq (repeatable): the builds measured, one after the other in this
+# run; default target/dnsmasq-2.91/dnsmasq and target/dnsmasq-2.93/dnsmasq.
+# For each build and size N: N Ironic host files `ironic-<mac>.conf` holding
 # `<mac>,set:<tag>,set:ironic`.
-# - SIGHUP stall: dnsmasq started on the N files gets SIGHUP; the time until
-#   a DNS query sent right after it is answered; median of 3.
+# - SIGHUP stall: dnsmasq started on the N files gets SIGHUP once idle; the
+#   longest a DNS query (one every 2 ms from the signal on) waited for its
+#   answer, and dnsmasq's CPU time for the reload; median of 3.
 # - Per policy, from the same state (directory rewritten, dnsmasq and broker
 #   restarted): 2 changes/s for 30 s through the broker's HTTP API, the same
 #   seeded sequence for every policy (60% replace toggling `set:<tag>` <->
@@ -22,8 +26,9 @@
 #   Last delete in effect after = longest time from a delete's answer until a
 #   reload covering it was delivered.
 # - Name churn (issue 12): 5,000 live files replaced 3 times under new names
-#   (20,000 names seen): SIGHUP stall before and after, against a restart's
-#   unavailability (SIGTERM, start, first DNS answer), in the same run.
+#   (20,000 names seen): the SIGHUP that first reads each round's names, a
+#   second SIGHUP, and a restart's unavailability (SIGTERM, start, first DNS
+#   answer), in the same run.
 # Default policies: "SIGHUP per change" (--reload-policy coalesce
 # --reload-quiet-ms 0 --reload-max-delay-ms 0), "previous coalescing"
 # (--reload-policy coalesce --reload-quiet-ms 200 --reload-max-delay-ms
@@ -36,8 +41,8 @@
 # runs target/release/examples/bench_reload in it (it starts dnsmasq with DNS
 # on 127.0.0.1:5353 there, and the broker on 127.0.0.1), and removes the
 # namespace and everything still running in it on exit. About 10 minutes for
-# the default sizes. Needs target/dnsmasq-2.91/dnsmasq and iproute2:
-# `sudo scripts/install-test-deps.sh` installs both.
+# the default sizes per build. Needs the dnsmasq builds and iproute2:
+# `sudo scripts/install-test-deps.sh` installs them.
 set -euo pipefail
 
 top=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -46,6 +51,7 @@ cd "$top"
 sizes=1000,10000,20000
 seconds=30
 extra=()
+dnsmasqs=()
 keep=""
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -53,8 +59,9 @@ while [ $# -gt 0 ]; do
         --seconds) seconds=${2:?--seconds needs a value}; shift 2 ;;
         --rate|--seed|--churn-live|--churn-rounds) extra+=("$1" "${2:?$1 needs a value}"); shift 2 ;;
         --policy) extra+=(--policy "${2:?--policy needs a value}"); shift 2 ;;
+        --dnsmasq) dnsmasqs+=("${2:?--dnsmasq needs a path}"); shift 2 ;;
         --keep) keep=${2:?--keep needs a directory}; shift 2 ;;
-        -h|--help) sed -n '2,34s/^# \{0,1\}//p' "$0"; exit 0 ;;
+        -h|--help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit 0 ;;
         *) echo "bench-reload: unknown argument $1 (see --help)" >&2; exit 2 ;;
     esac
 done
@@ -64,10 +71,14 @@ hint="run \`sudo scripts/install-test-deps.sh\` first"
 
 [ "$(id -u)" -eq 0 ] || die "must run as root (it creates a network namespace): sudo $0 $*"
 command -v ip >/dev/null || die "iproute2 (\`ip\`) is missing; $hint"
-dnsmasq="$top/target/dnsmasq-2.91/dnsmasq"
-[ -x "$dnsmasq" ] || die "$dnsmasq is missing; $hint (or scripts/build-dnsmasq.sh 2.91)"
-"$dnsmasq" --version 2>/dev/null | grep -q '^Dnsmasq version 2\.91' \
-    || die "$dnsmasq is not dnsmasq 2.91; $hint"
+[ ${#dnsmasqs[@]} -gt 0 ] || dnsmasqs=("$top/target/dnsmasq-2.91/dnsmasq" "$top/target/dnsmasq-2.93/dnsmasq")
+dnsmasq_args=()
+for d in "${dnsmasqs[@]}"; do
+    d=$(realpath -m -- "$d")
+    [ -x "$d" ] || die "$d is missing; $hint (or scripts/build-dnsmasq.sh 2.91|2.93)"
+    "$d" --version 2>/dev/null | grep -q '^Dnsmasq version ' || die "$d is not a dnsmasq"
+    dnsmasq_args+=(--dnsmasq "$d")
+done
 
 . "$top/scripts/ensure-rust.sh"
 echo "bench-reload: building (release)" >&2
@@ -108,6 +119,6 @@ fi
 chmod 755 "$work"
 
 ip netns exec "$ns" "$top/target/release/examples/bench_reload" \
-    --dnsmasq "$dnsmasq" --broker "$top/target/release/hostsdir-broker" \
+    "${dnsmasq_args[@]}" --broker "$top/target/release/hostsdir-broker" \
     --interface hdbbench0 --workdir "$work" \
     --sizes "$sizes" --seconds "$seconds" "${extra[@]}"

@@ -197,6 +197,9 @@ pub struct Metrics {
     pub reload_churn_factor_percent: Gauge,
     /// 1 while a restart is predicted to cost less than a SIGHUP.
     pub restart_recommended: Gauge,
+    /// 1 while the dnsmasq version is not one the reload rules were proven
+    /// on, or not known (set at scrape time).
+    pub dnsmasq_rules_unproven: Gauge,
 }
 
 fn latency() -> Histogram {
@@ -240,6 +243,7 @@ impl Metrics {
             dnsmasq_names_seen: Gauge::default(),
             reload_churn_factor_percent: Gauge::default(),
             restart_recommended: Gauge::default(),
+            dnsmasq_rules_unproven: Gauge::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -372,6 +376,11 @@ impl Metrics {
             "dnsmasq_restart_recommended",
             "1 while restarting dnsmasq is predicted to cost less than a SIGHUP",
             m.restart_recommended.clone(),
+        );
+        registry.register(
+            "dnsmasq_rules_unproven",
+            "1 while the dnsmasq version is not one the reload rules were proven on (or is not known); /v1/status says which rules apply",
+            m.dnsmasq_rules_unproven.clone(),
         );
         registry.register(
             "dnsmasq_up",

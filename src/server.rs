@@ -239,7 +239,7 @@ fn startup_reload(store: &Store, scheduler: &ReloadScheduler) {
         tracing::info!(
             "the directories changed since dnsmasq started; one reload brings it up to date"
         );
-        scheduler.request("startup", store.read(|i| i.any_set_tags()));
+        scheduler.request(reload::Reason::Startup, store.read(|i| i.any_set_tags()));
     }
 }
 
@@ -255,6 +255,9 @@ fn check_directories(args: &ServeArgs) -> Result<(), StartError> {
                 "{flag} `{}` is not a directory",
                 dir.display()
             )));
+        }
+        if let Some(w) = reload::dnsmasq::unreadable_dir_warning(dir) {
+            tracing::warn!("{w}");
         }
     }
     let same = |a: &Path, b: &Path| matches!((a.canonicalize(), b.canonicalize()), (Ok(x), Ok(y)) if x == y);

@@ -1,11 +1,14 @@
-//! A real dnsmasq (Debian's 2.90, supervised by the broker) reads every kind
-//! of file the broker writes — hosts of every shape, options of every
-//! shape, replacements and deletions — exactly once per write and without a
-//! single error line in its log. Regression for the double read caused by
-//! closing a temp file after its rename (see `store::fsio::Prepared`).
+//! A real dnsmasq (Debian's 2.90, and 2.91 and 2.93 built by
+//! `scripts/build-dnsmasq.sh`, each supervised by the broker in turn) reads
+//! every kind of file the broker writes — hosts of every shape, options of
+//! every shape, replacements and deletions — exactly once per write and
+//! without a single error line in its log. Regression for the double read
+//! caused by closing a temp file after its rename (see
+//! `store::fsio::Prepared`).
 //!
-//! Needs `/usr/sbin/dnsmasq` (scripts/install-test-deps.sh installs it); the
-//! test fails, never skips, without it.
+//! Needs the three builds (scripts/install-test-deps.sh installs them); the
+//! test fails, never skips, without one. They run one after the other: each
+//! serves DHCP on the host's `lo`.
 
 mod common;
 
@@ -16,11 +19,23 @@ use serde_json::json;
 
 #[test]
 fn dnsmasq_reads_every_broker_file_without_an_error() {
-    let dnsmasq = "/usr/sbin/dnsmasq";
-    assert!(
-        std::path::Path::new(dnsmasq).exists(),
-        "{dnsmasq} is missing: run scripts/install-test-deps.sh"
-    );
+    let top = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    for dnsmasq in [
+        std::path::PathBuf::from("/usr/sbin/dnsmasq"),
+        top.join("target/dnsmasq-2.91/dnsmasq"),
+        top.join("target/dnsmasq-2.93/dnsmasq"),
+    ] {
+        assert!(
+            dnsmasq.exists(),
+            "{} is missing: run scripts/install-test-deps.sh (or scripts/build-dnsmasq.sh 2.91|2.93)",
+            dnsmasq.display()
+        );
+        reads_every_broker_file(&dnsmasq);
+    }
+}
+
+/// The whole check against one dnsmasq build.
+fn reads_every_broker_file(dnsmasq: &std::path::Path) {
     // No dot in the path, so "/." in the log can only be a temp file.
     let dir = tempfile::Builder::new()
         .prefix("hdb-reads-")
@@ -171,10 +186,15 @@ fn dnsmasq_reads_every_broker_file_without_an_error() {
         .collect();
     assert!(
         bad.is_empty(),
-        "dnsmasq complained:\n{}\n--- whole log ---\n{text}",
+        "{} complained:\n{}\n--- whole log ---\n{text}",
+        dnsmasq.display(),
         bad.join("\n")
     );
-    assert!(!text.contains("/."), "dnsmasq read a temp file:\n{text}");
+    assert!(
+        !text.contains("/."),
+        "{} read a temp file:\n{text}",
+        dnsmasq.display()
+    );
     // Each create was read once by inotify (not twice).
     for (name, _) in host_specs
         .iter()
@@ -185,8 +205,10 @@ fn dnsmasq_reads_every_broker_file_without_an_error() {
             .filter(|l| l.contains("inotify") && l.ends_with(&format!("/{name} new or modified")))
             .count();
         assert_eq!(
-            inotify_reads, 1,
-            "{name} was read {inotify_reads} times by inotify:\n{text}"
+            inotify_reads,
+            1,
+            "{}: {name} was read {inotify_reads} times by inotify:\n{text}",
+            dnsmasq.display()
         );
     }
 }

@@ -19,13 +19,15 @@ use serde_json::{json, Value};
 use tower::ServiceExt;
 
 use hostsdir_broker::http::{app, AppState, Limits};
+use hostsdir_broker::reload::dnsmasq::Version;
 use hostsdir_broker::reload::{Policy, ReloadScheduler, Reloader, SchedulerConfig};
 use hostsdir_broker::store::{Store, StoreConfig};
 
-/// Counts reloads; each keeps "dnsmasq" busy for `busy`.
+/// Counts reloads; each keeps "dnsmasq" busy for `busy`. Reports `version`.
 struct Fake {
     count: AtomicU64,
     busy: Duration,
+    version: Option<Version>,
 }
 
 impl Reloader for Fake {
@@ -36,6 +38,9 @@ impl Reloader for Fake {
         std::thread::sleep(self.busy);
         self.count.fetch_add(1, Ordering::SeqCst);
         Ok("faked".into())
+    }
+    fn version(&self) -> Option<Version> {
+        self.version
     }
 }
 
@@ -48,10 +53,20 @@ struct Broker {
 }
 
 fn start(policy: Policy, busy: Duration, tune: impl FnOnce(&mut SchedulerConfig)) -> Broker {
+    start_version(policy, busy, None, tune)
+}
+
+fn start_version(
+    policy: Policy,
+    busy: Duration,
+    version: Option<Version>,
+    tune: impl FnOnce(&mut SchedulerConfig),
+) -> Broker {
     let dir = tempfile::tempdir().unwrap();
     let fake = Arc::new(Fake {
         count: AtomicU64::new(0),
         busy,
+        version,
     });
     let mut config = SchedulerConfig::new(Duration::from_millis(20), Duration::from_millis(100));
     config.policy = policy;
@@ -361,4 +376,73 @@ async fn the_coalesce_policy_reloads_every_replace() {
     assert_eq!(body["reload"], "delivered", "{body}");
     assert_eq!(b.reloads(), 1);
     assert_eq!(b.reload_status().await["ghosts"], 0);
+}
+
+/// `/v1/status` names the rule set in force (`reload.rules`) and warns
+/// about an unproven or unknown version; the table itself is unit-tested in
+/// `src/reload/dnsmasq.rs`, the metric (process-wide, so not checked here
+/// beside other tests) in `tests/dhcp_e2e.rs`.
+#[tokio::test]
+async fn status_names_the_rule_set_in_force() {
+    for (version, set, fit, crashes, cost, warns) in [
+        (
+            Some(Version(2, 90)),
+            "2.90",
+            "proven",
+            "crashes",
+            "files_times_names_seen",
+            false,
+        ),
+        (
+            Some(Version(2, 91)),
+            "2.91",
+            "proven",
+            "survives",
+            "files_times_names_seen",
+            false,
+        ),
+        (
+            Some(Version(2, 93)),
+            "2.93",
+            "proven",
+            "survives",
+            "files",
+            false,
+        ),
+        (
+            Some(Version(2, 94)),
+            "2.93",
+            "newer",
+            "survives",
+            "files",
+            true,
+        ),
+        (
+            Some(Version(2, 92)),
+            "2.91",
+            "unproven",
+            "survives",
+            "files_times_names_seen",
+            true,
+        ),
+        (
+            None,
+            "2.91",
+            "unknown",
+            "survives",
+            "files_times_names_seen",
+            true,
+        ),
+    ] {
+        let b = start_version(Policy::Shadow, Duration::ZERO, version, |_| {});
+        let r = b.reload_status().await;
+        let rules = &r["rules"];
+        assert_eq!(rules["set"], set, "{version:?}: {r}");
+        assert_eq!(rules["fit"], fit, "{version:?}: {r}");
+        assert_eq!(rules["sighup_with_set_tags"], crashes, "{version:?}: {r}");
+        assert_eq!(rules["sighup_cost"], cost, "{version:?}: {r}");
+        assert_eq!(rules["restart_can_pay_off"], cost != "files", "{r}");
+        assert_eq!(r["churn"]["names_cost"], cost != "files", "{r}");
+        assert_eq!(rules["warning"].is_string(), warns, "{version:?}: {r}");
+    }
 }

@@ -15,8 +15,9 @@
 //! makes a new line with that IP a "duplicate dhcp-host IP address", a
 //! named record without an address takes the address its name has in
 //! /etc/hosts), so every rule is proven here with a real dnsmasq (Debian's
-//! 2.90 and 2.91, via `for_each_version`) and a real DHCP client (busybox
-//! udhcpc).
+//! 2.90, 2.91 and 2.93, via `for_each_version`) and a real DHCP client
+//! (busybox udhcpc). The broker applies these rules on every version
+//! (`src/reload/dnsmasq.rs`): this file is their proof on each.
 //!
 //! The shadow-safe steps change only what a shadowing record may change —
 //! its `set:` tags, `ignore` — and are observed through the boot file an
@@ -148,7 +149,7 @@ fn slow_world(bin: &DnsmasqBinary, mode: Mode) -> World {
     )
 }
 
-/// Reloading `set:` hosts: 2.91 is signalled; 2.90 would crash, so it runs
+/// Reloading `set:` hosts: 2.91 and 2.93 are signalled; 2.90 would crash, so it runs
 /// supervised and the broker restarts it instead.
 fn tagged_reload_mode(bin: &DnsmasqBinary) -> Mode {
     if bin.crashes_on_sighup_with_tags() {

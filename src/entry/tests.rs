@@ -476,11 +476,31 @@ fn option_line_length_limit_is_exact() {
 
 // ---------------------------------------------------------------- real dnsmasq
 
-/// Starts the installed dnsmasq in a private network namespace (only a
-/// loopback interface, so it serves nobody) with the given hosts and
-/// options files, waits until it has read both, stops it and returns what
-/// it logged. `None` when dnsmasq or `unshare` cannot be run here.
-fn dnsmasq_log(hosts: &str, opts: &str) -> Option<Vec<String>> {
+/// The dnsmasq builds the grammar is checked against: Debian's 2.90 and the
+/// 2.91 and 2.93 built by `scripts/build-dnsmasq.sh` (panics, naming the
+/// fix, when one is missing).
+fn dnsmasq_binaries() -> Vec<std::path::PathBuf> {
+    let top = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let bins = [
+        std::path::PathBuf::from("/usr/sbin/dnsmasq"),
+        top.join("target/dnsmasq-2.91/dnsmasq"),
+        top.join("target/dnsmasq-2.93/dnsmasq"),
+    ];
+    for b in &bins {
+        assert!(
+            b.exists(),
+            "{} is missing: run scripts/install-test-deps.sh (or scripts/build-dnsmasq.sh 2.91|2.93)",
+            b.display()
+        );
+    }
+    bins.into()
+}
+
+/// Starts `dnsmasq` in a private network namespace (only a loopback
+/// interface, so it serves nobody) with the given hosts and options files,
+/// waits until it has read both, stops it and returns what it logged.
+/// `None` when dnsmasq or `unshare` cannot be run here.
+fn dnsmasq_log(dnsmasq: &std::path::Path, hosts: &str, opts: &str) -> Option<Vec<String>> {
     use std::io::{BufRead, BufReader};
     use std::process::{Command, Stdio};
     use std::sync::mpsc;
@@ -496,7 +516,7 @@ fn dnsmasq_log(hosts: &str, opts: &str) -> Option<Vec<String>> {
     std::fs::write(&conf_file, "").ok()?;
     let mut child = Command::new("unshare")
         .arg("-n")
-        .arg("/usr/sbin/dnsmasq")
+        .arg(dnsmasq)
         .args([
             "-d",
             "--port=0",
@@ -550,12 +570,12 @@ fn sample<T: std::fmt::Debug>(strategy: impl Strategy<Value = T>, n: usize) -> V
         .collect()
 }
 
-/// Every rendered line is read by dnsmasq 2.90 without an error, and the
-/// lines refused for dnsmasq's own reasons are refused by dnsmasq too.
-/// Needs root (for `unshare -n`) and /usr/sbin/dnsmasq:
+/// Every rendered line is read by dnsmasq 2.90, 2.91 and 2.93 without an
+/// error, and the lines refused for dnsmasq's own reasons are refused by
+/// each too. Needs root (for `unshare -n`) and the three builds:
 /// `cargo test entry::tests::real_dnsmasq -- --ignored`.
 #[test]
-#[ignore = "needs /usr/sbin/dnsmasq and root for unshare -n"]
+#[ignore = "needs root for unshare -n and dnsmasq 2.90, 2.91, 2.93"]
 fn real_dnsmasq_reads_rendered_lines_without_error() {
     let mut used_ips = BTreeSet::new();
     let mut hosts = String::new();
@@ -595,9 +615,36 @@ fn real_dnsmasq_reads_rendered_lines_without_error() {
         hosts.lines().count(),
         opts.lines().count()
     );
-    let Some(log) = dnsmasq_log(&hosts, &opts) else {
-        eprintln!("skipped: dnsmasq could not be started here");
-        return;
+    for dnsmasq in dnsmasq_binaries() {
+        // dnsmasq 2.93 types options that 2.90/2.91 leave untyped (DHCPv4
+        // 91 last-transaction: time, 92 associated-ip: addresses, 114
+        // captive-portal: text; DHCPv6 103 captive-portal: text), so it
+        // refuses some values the broker (following 2.90's tables) accepts
+        // for them. A known gap, reported to the grammar's owner; any other
+        // refusal fails.
+        let newer_types: &[(bool, u16)] = if dnsmasq.ends_with("dnsmasq-2.93/dnsmasq") {
+            &[(false, 91), (false, 92), (false, 114), (true, 103)]
+        } else {
+            &[]
+        };
+        check_dnsmasq_reads(&dnsmasq, &hosts, &opts, newer_types);
+    }
+}
+
+/// The checks of [`real_dnsmasq_reads_rendered_lines_without_error`] for one
+/// dnsmasq build; refusals of options lines whose option (`(v6, code)`) is
+/// in `tolerated` are listed, not failed.
+fn check_dnsmasq_reads(
+    dnsmasq: &std::path::Path,
+    hosts: &str,
+    opts: &str,
+    tolerated: &[(bool, u16)],
+) {
+    let Some(log) = dnsmasq_log(dnsmasq, hosts, opts) else {
+        panic!(
+            "{} could not be started here (root and unshare needed)",
+            dnsmasq.display()
+        );
     };
     let errors: Vec<&String> = log.iter().filter(|l| l.contains(" at line ")).collect();
     let show = |file: &str, l: &str| {
@@ -612,16 +659,32 @@ fn real_dnsmasq_reads_rendered_lines_without_error() {
             .unwrap_or_default()
             .to_owned()
     };
-    let shown: Vec<String> = errors
+    let (known, shown): (Vec<_>, Vec<_>) = errors
         .iter()
         .map(|l| {
-            let file = if l.ends_with("hosts") { &hosts } else { &opts };
-            format!("{l}: {:?}", show(file, l))
+            let file = if l.ends_with("hosts") { hosts } else { opts };
+            let line = show(file, l);
+            let code = OptionsSpec::parse_file(format!("{line}\n").as_bytes())
+                .ok()
+                .and_then(|o| o.options().first().and_then(|o| o.code()));
+            let known = !l.ends_with("hosts") && code.is_some_and(|c| tolerated.contains(&c));
+            (known, format!("{l}: {line:?}"))
         })
-        .collect();
+        .partition(|(known, _)| *known);
+    let text = |v: Vec<(bool, String)>| v.into_iter().map(|(_, t)| t).collect::<Vec<_>>();
+    let (known, shown) = (text(known), text(shown));
+    if !known.is_empty() {
+        eprintln!(
+            "{} refused {} lines for options it types and 2.90 does not (known gap):\n{}",
+            dnsmasq.display(),
+            known.len(),
+            known.join("\n")
+        );
+    }
     assert!(
-        errors.is_empty(),
-        "dnsmasq refused rendered lines:\n{}",
+        shown.is_empty(),
+        "{} refused rendered lines:\n{}",
+        dnsmasq.display(),
         shown.join("\n")
     );
 
@@ -641,7 +704,7 @@ fn real_dnsmasq_reads_rendered_lines_without_error() {
     for line in refused {
         assert!(OptionsSpec::parse_file(line.as_bytes()).is_err(), "{line}");
     }
-    let log = dnsmasq_log("", &(refused.join("\n") + "\n")).expect("dnsmasq ran before");
+    let log = dnsmasq_log(dnsmasq, "", &(refused.join("\n") + "\n")).expect("dnsmasq ran before");
     let errors = log.iter().filter(|l| l.contains(" at line ")).count();
-    assert_eq!(errors, refused.len(), "{log:#?}");
+    assert_eq!(errors, refused.len(), "{}: {log:#?}", dnsmasq.display());
 }

@@ -34,9 +34,10 @@ async fn reload(
     Query(q): Query<WaitQuery>,
 ) -> ApiResult<Json<Value>> {
     let wait = q.wants_reload()?;
-    let ticket = state
-        .reloads
-        .request("manual", state.store.read(|i| i.any_set_tags()));
+    let ticket = state.reloads.request(
+        crate::reload::Reason::Manual,
+        state.store.read(|i| i.any_set_tags()),
+    );
     let reload = reload_answer(&state, Some(ticket), wait).await?;
     Ok(Json(json!({"reload": reload})))
 }
@@ -90,11 +91,16 @@ async fn leases(
 }
 
 async fn status(State(state): State<AppState>) -> Json<Value> {
-    let reloader = state.reloads.reloader().clone();
-    let dnsmasq = tokio::task::spawn_blocking(move || reloader.dnsmasq())
-        .await
-        .ok()
-        .flatten();
+    let reloads = state.reloads.clone();
+    let (dnsmasq, rules) = tokio::task::spawn_blocking(move || {
+        (reloads.reloader().dnsmasq(), reloads.refresh_rules())
+    })
+    .await
+    .unwrap_or_else(|_| (None, state.reloads.rules()));
+    let mut dnsmasq = serde_json::to_value(dnsmasq).unwrap_or(Value::Null);
+    if let Value::Object(d) = &mut dnsmasq {
+        d.insert("rules".into(), json!(rules.set.version.to_string()));
+    }
     let progress = state.reloads.progress();
     let model = state.reloads.model_stats();
     let stall = state.reloads.stall_stats();
@@ -137,6 +143,7 @@ async fn status(State(state): State<AppState>) -> Json<Value> {
             "budget_percent": stall.budget_percent,
             "budget_used_percent": stall.budget_used_percent,
             "next_allowed_in_ms": stall.next_allowed_in_ms,
+            "rules": rules.status(),
             "churn": {
                 "names_seen": churn.names_seen,
                 "live_files": churn.live_files,
@@ -147,6 +154,7 @@ async fn status(State(state): State<AppState>) -> Json<Value> {
                 "restart_recommended": churn.restart_is_cheaper(),
                 "restart_mode": restart_mode,
                 "next_reload_is_restart": next_is_restart,
+                "names_cost": churn.names_cost,
             },
         },
         "writer": state.store.stats(),
@@ -252,6 +260,11 @@ async fn metrics(State(state): State<AppState>, headers: axum::http::HeaderMap) 
     m.ghosts.set(state.reloads.model_stats().ghosts as i64);
     m.reload_next_is_restart
         .set(i64::from(state.reloads.restart_plan().1));
+    // The rules as of the last reload or status (both ask for the version).
+    // With method `none` there is no dnsmasq whose version could matter.
+    let unproven = state.reloads.rules().fit != crate::reload::dnsmasq::Fit::Proven
+        && state.reloads.reloader().method() != "none";
+    m.dnsmasq_rules_unproven.set(i64::from(unproven));
     let reloader = state.reloads.reloader().clone();
     if let Ok(Some(d)) = tokio::task::spawn_blocking(move || reloader.dnsmasq()).await {
         m.dnsmasq_up.set(i64::from(d.running));

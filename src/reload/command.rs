@@ -3,7 +3,7 @@
 
 use std::process::Command;
 
-use super::Reloader;
+use super::reloader::Reloader;
 
 /// Runs `sh -c CMD` per reload; a non-zero exit is a failed reload.
 pub struct CommandReloader {

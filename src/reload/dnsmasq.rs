@@ -1,8 +1,44 @@
-//! What the broker knows about dnsmasq versions, learned by running the
-//! binary with `--version` (the one it supervises, or `/proc/PID/exe`).
+//! What the broker knows about dnsmasq versions: one table of rule sets
+//! ([`RULE_SETS`]), read by every decision that depends on the version.
+//!
+//! The version is learned by running the binary with `--version` (the one
+//! the broker supervises, or `/proc/PID/exe` of the one it signals). Each
+//! proven version has a row:
+//!
+//! - **2.90** (Debian bookworm): SIGHUP kills it once a host with a `set:`
+//!   tag has done a DHCP exchange (fixed in 2.91), so while such hosts are
+//!   loaded the broker never signals it: a supervised one is restarted
+//!   instead, an unsupervised one keeps its stale records (the reload fails
+//!   and says why). A SIGHUP costs (files) × (names ever seen): its
+//!   `inotify.c` is 2.91's.
+//! - **2.91** (trixie): SIGHUP is safe. A SIGHUP costs (files) × (names ever
+//!   seen) — `set_dynamic_inotify` passes every file of a DHCP directory
+//!   through `dyndir_addhosts`, a `strcmp` walk over every name the
+//!   directory ever held — so a restart pays off after enough name churn.
+//! - **2.93** (forky, sid; what understack runs): SIGHUP is safe. Only
+//!   `--hostsdir` keeps a name list; `--dhcp-hostsdir`/`--dhcp-optsdir`
+//!   keep none, so a SIGHUP costs about the same per file however many
+//!   names came and went, and a restart (which reads the same files, plus
+//!   exiting and starting) never pays off.
+//!
+//! The shadowing rules (`reload::shadow`) hold on all three: `find_config`,
+//! `option_filter`, `dhcp_update_configs` and the `dhcp-host` parser are the
+//! same code in 2.90, 2.91 and 2.93, and `tests/shadow_e2e.rs` proves them
+//! on each with a DHCP client.
+//!
+//! A version without a row uses the rules of the newest proven version not
+//! newer than it (a version older than 2.90 uses 2.90's, which signal
+//! least), and a version newer than every row uses the newest row's; both
+//! come with a warning in the log and `/v1/status`. When the version cannot
+//! be learned (no `--version` banner, `/proc/PID/exe` unreadable, a reload
+//! `command`) the broker uses 2.91's rules and says so: it sends SIGHUP,
+//! and a dnsmasq found dead after one is counted, reported, and (when
+//! supervised) restarted at once.
 
 use std::path::Path;
 use std::process::Command;
+
+use serde::Serialize;
 
 /// A dnsmasq version as `(major, minor)`, e.g. `(2, 90)`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -28,13 +64,187 @@ impl Version {
         let minor = parts.next()?.parse().ok()?;
         Some(Version(major, minor))
     }
+}
 
-    /// True for versions that crash on SIGHUP once a host with a `set:` tag
-    /// has done a DHCP exchange. Measured on 2.90 and fixed in 2.91; older
-    /// versions were not measured and are treated as affected to be safe.
-    pub fn crashes_on_sighup_with_set_tags(self) -> bool {
-        self < Version(2, 91)
+/// What SIGHUP does to a dnsmasq holding `set:` hosts that have leased.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TaggedSighup {
+    /// It dies (SIGSEGV or abort, no log line).
+    Crashes,
+    /// It re-reads the files and carries on.
+    Survives,
+}
+
+/// How a SIGHUP's stall grows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Growth {
+    /// With (files) × (names the directory ever held): churn makes it
+    /// grow, and only a restart resets it.
+    FilesTimesNamesSeen,
+    /// With the files alone: churn costs nothing.
+    Files,
+}
+
+/// The cost facts of a version, for the cost model (`reload::cost`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct CostFacts {
+    /// How a SIGHUP's stall grows.
+    pub growth: Growth,
+    /// Seconds per unit (file × name, or file) assumed before any reload
+    /// was timed.
+    pub prior_per_unit: f64,
+    /// Below this many units a stall is mostly fixed costs (waking up,
+    /// the lease file) and says nothing about the cost per unit.
+    pub min_units: f64,
+}
+
+/// One row of the table.
+#[derive(Debug, PartialEq)]
+pub struct RuleSet {
+    /// The version the rules were proven on, and the row's name.
+    pub version: Version,
+    /// What SIGHUP does once `set:` hosts have leased.
+    pub tagged_sighup: TaggedSighup,
+    /// What a SIGHUP costs.
+    pub cost: CostFacts,
+}
+
+impl RuleSet {
+    /// Whether a restart instead of a SIGHUP can ever cost less.
+    pub fn restart_can_pay_off(&self) -> bool {
+        self.cost.growth == Growth::FilesTimesNamesSeen
     }
+}
+
+/// The name-list cost, per name walked (`reload::cost`), measured on 2.91
+/// (`../shared/DNSMASQ-FACTS.md`): 1.07–1.14 s for a SIGHUP over 10,000
+/// Ironic host files with no churn (10,000 × 10,001 / 2 names walked).
+const NAMES_COST: CostFacts = CostFacts {
+    growth: Growth::FilesTimesNamesSeen,
+    prior_per_unit: 2.2e-8,
+    min_units: 125_000.0,
+};
+
+/// The proven versions, oldest first.
+pub static RULE_SETS: [RuleSet; 3] = [
+    RuleSet {
+        version: Version(2, 90),
+        tagged_sighup: TaggedSighup::Crashes,
+        // inotify.c is 2.91's, byte for byte.
+        cost: NAMES_COST,
+    },
+    RuleSet {
+        version: Version(2, 91),
+        tagged_sighup: TaggedSighup::Survives,
+        cost: NAMES_COST,
+    },
+    RuleSet {
+        version: Version(2, 93),
+        tagged_sighup: TaggedSighup::Survives,
+        // 0.25–0.30 s for a SIGHUP over 10,000 Ironic host files, the same
+        // after any amount of name churn.
+        cost: CostFacts {
+            growth: Growth::Files,
+            prior_per_unit: 2.8e-5,
+            min_units: 1000.0,
+        },
+    },
+];
+
+/// How the version in force relates to the table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Fit {
+    /// The version has a row.
+    Proven,
+    /// Newer than every row: the newest row's rules.
+    Newer,
+    /// Between two rows, or older than every row: the rules of the row
+    /// before it (or of the oldest).
+    Unproven,
+    /// The version could not be learned: 2.91's rules.
+    Unknown,
+}
+
+/// The rules in force for a dnsmasq.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Rules {
+    /// The row applied.
+    pub set: &'static RuleSet,
+    /// The version seen, when known.
+    pub version: Option<Version>,
+    /// How that version relates to the row.
+    pub fit: Fit,
+}
+
+impl Rules {
+    /// The rules for a dnsmasq of `version` (`None`: not known).
+    pub fn for_version(version: Option<Version>) -> Rules {
+        let newest = &RULE_SETS[RULE_SETS.len() - 1];
+        let (set, fit) = match version {
+            None => (row(Version(2, 91)), Fit::Unknown),
+            Some(v) => match RULE_SETS.iter().find(|r| r.version == v) {
+                Some(r) => (r, Fit::Proven),
+                None if v > newest.version => (newest, Fit::Newer),
+                None => (
+                    RULE_SETS
+                        .iter()
+                        .rev()
+                        .find(|r| r.version < v)
+                        .unwrap_or(&RULE_SETS[0]),
+                    Fit::Unproven,
+                ),
+            },
+        };
+        Rules { set, version, fit }
+    }
+
+    /// Whether a SIGHUP would kill this dnsmasq once `set:` hosts leased.
+    pub fn crashes_on_tagged_sighup(&self) -> bool {
+        self.set.tagged_sighup == TaggedSighup::Crashes
+    }
+
+    /// What to tell the operator when the version is not a proven one.
+    pub fn warning(&self) -> Option<String> {
+        let proven = RULE_SETS
+            .iter()
+            .map(|r| r.version.to_string())
+            .collect::<Vec<_>>()
+            .join(", ");
+        let set = self.set.version;
+        match (self.fit, self.version) {
+            (Fit::Proven, _) => None,
+            (Fit::Unknown, _) => Some(format!(
+                "the dnsmasq version is not known, so the broker applies the rules proven on {set}: a reload is sent whenever one is due (dnsmasq 2.90 crashes on SIGHUP once a `set:` host has leased; a dnsmasq found dead after a SIGHUP is reported and, when supervised, restarted at once), and a SIGHUP is assumed to cost (files) × (names seen)"
+            )),
+            (_, Some(v)) => Some(format!(
+                "dnsmasq {v} is not a version the reload rules were proven on ({proven}); the broker applies {set}'s rules. Check its changelog against the README's \"Reload rules\", or run the real-dnsmasq suites against it"
+            )),
+            (_, None) => None,
+        }
+    }
+
+    /// The status object: the row, how the version fits it, and its facts.
+    pub fn status(&self) -> serde_json::Value {
+        serde_json::json!({
+            "set": self.set.version.to_string(),
+            "dnsmasq_version": self.version.map(|v| v.to_string()),
+            "fit": self.fit,
+            "warning": self.warning(),
+            "sighup_with_set_tags": self.set.tagged_sighup,
+            "sighup_cost": self.set.cost.growth,
+            "restart_can_pay_off": self.set.restart_can_pay_off(),
+        })
+    }
+}
+
+fn row(v: Version) -> &'static RuleSet {
+    RULE_SETS
+        .iter()
+        .find(|r| r.version == v)
+        .expect("the table has this row")
 }
 
 /// Runs `binary --version` and parses it.
@@ -46,6 +256,38 @@ pub fn version_of(binary: &Path) -> Option<Version> {
 /// The version of a running process, through `/proc/PID/exe`.
 pub fn version_of_pid(pid: i32) -> Option<Version> {
     version_of(Path::new(&format!("/proc/{pid}/exe")))
+}
+
+/// Why dnsmasq, once it has dropped privileges to `nobody` (`-k` and daemon
+/// mode do), could not watch or read `dir`, if it could not: it creates the
+/// inotify watch and lists the directory after the drop (2.90, 2.91 and
+/// 2.93 alike, measured), so the directory needs read and search permission
+/// for others and every parent search permission. A dnsmasq running as
+/// root, or as a user the directory's group grants, is not affected, so
+/// this is a warning.
+pub fn unreadable_dir_warning(dir: &Path) -> Option<String> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |p: &Path| std::fs::metadata(p).ok().map(|m| m.permissions().mode());
+    let why = match mode(dir) {
+        Some(m) if m & 0o005 != 0o005 => format!("`{}` has mode {:o}", dir.display(), m & 0o777),
+        _ => {
+            let parent = dir
+                .canonicalize()
+                .ok()?
+                .ancestors()
+                .skip(1)
+                .find(|p| mode(p).is_some_and(|m| m & 0o001 == 0))?
+                .to_path_buf();
+            format!(
+                "its parent `{}` is not searchable by others",
+                parent.display()
+            )
+        }
+    };
+    Some(format!(
+        "dnsmasq will not see the files in `{}` if it runs as `nobody` (with -k or as a daemon): {why}; it then logs \"failed to create inotify for …: Permission denied\" and serves none of them. Give others read and search permission (chmod o+rx), or run dnsmasq as a user the directory admits",
+        dir.display()
+    ))
 }
 
 /// The start-up warning for a version that crashes on SIGHUP, naming the fix.
@@ -75,10 +317,90 @@ mod tests {
         assert_eq!(Version::parse_banner("nothing here"), None);
     }
 
+    fn rules(v: Option<(u32, u32)>) -> Rules {
+        Rules::for_version(v.map(|(a, b)| Version(a, b)))
+    }
+
     #[test]
-    fn crash_range() {
-        assert!(Version(2, 90).crashes_on_sighup_with_set_tags());
-        assert!(!Version(2, 91).crashes_on_sighup_with_set_tags());
-        assert!(!Version(3, 0).crashes_on_sighup_with_set_tags());
+    fn proven_versions_have_their_own_row() {
+        for (v, crashes, growth) in [
+            ((2, 90), true, Growth::FilesTimesNamesSeen),
+            ((2, 91), false, Growth::FilesTimesNamesSeen),
+            ((2, 93), false, Growth::Files),
+        ] {
+            let r = rules(Some(v));
+            assert_eq!((r.fit, r.set.version), (Fit::Proven, Version(v.0, v.1)));
+            assert_eq!(r.crashes_on_tagged_sighup(), crashes, "{v:?}");
+            assert_eq!(r.set.cost.growth, growth, "{v:?}");
+            assert_eq!(r.warning(), None);
+        }
+        assert!(rules(Some((2, 91))).set.restart_can_pay_off());
+        assert!(!rules(Some((2, 93))).set.restart_can_pay_off());
+    }
+
+    #[test]
+    fn other_versions_borrow_a_row_and_say_so() {
+        // Newer than every row: the newest row's rules.
+        let r = rules(Some((2, 94)));
+        assert_eq!((r.fit, r.set.version), (Fit::Newer, Version(2, 93)));
+        let w = r.warning().unwrap();
+        assert!(
+            w.contains("dnsmasq 2.94") && w.contains("2.93's rules"),
+            "{w}"
+        );
+        assert_eq!(rules(Some((3, 0))).set.version, Version(2, 93));
+        // Between two rows: the older neighbour's.
+        let r = rules(Some((2, 92)));
+        assert_eq!((r.fit, r.set.version), (Fit::Unproven, Version(2, 91)));
+        assert!(!r.crashes_on_tagged_sighup());
+        // Older than every row: the oldest's (never signal tagged hosts).
+        let r = rules(Some((2, 85)));
+        assert_eq!((r.fit, r.set.version), (Fit::Unproven, Version(2, 90)));
+        assert!(r.crashes_on_tagged_sighup());
+        // Unknown: 2.91's, and the warning says what the broker does.
+        let r = rules(None);
+        assert_eq!((r.fit, r.set.version), (Fit::Unknown, Version(2, 91)));
+        assert!(r
+            .warning()
+            .unwrap()
+            .contains("a reload is sent whenever one is due"));
+    }
+
+    #[test]
+    fn directories_nobody_cannot_read_are_named() {
+        use std::os::unix::fs::PermissionsExt;
+        let root = tempfile::tempdir().unwrap();
+        let set = |p: &Path, m| std::fs::set_permissions(p, std::fs::Permissions::from_mode(m));
+        set(root.path(), 0o755).unwrap();
+        let dir = root.path().join("hosts");
+        std::fs::create_dir(&dir).unwrap();
+        set(&dir, 0o755).unwrap();
+        assert_eq!(unreadable_dir_warning(&dir), None);
+        for m in [0o700, 0o750, 0o711] {
+            set(&dir, m).unwrap();
+            let w = unreadable_dir_warning(&dir).unwrap();
+            assert!(w.contains(&format!("mode {m:o}")), "{w}");
+        }
+        set(&dir, 0o755).unwrap();
+        set(root.path(), 0o750).unwrap();
+        let w = unreadable_dir_warning(&dir).unwrap();
+        assert!(w.contains("parent") && w.contains("not searchable"), "{w}");
+        set(root.path(), 0o755).unwrap();
+    }
+
+    #[test]
+    fn status_names_the_rule_set() {
+        let s = rules(Some((2, 94))).status();
+        assert_eq!(s["set"], "2.93");
+        assert_eq!(s["dnsmasq_version"], "2.94");
+        assert_eq!(s["fit"], "newer");
+        assert_eq!(s["sighup_with_set_tags"], "survives");
+        assert_eq!(s["sighup_cost"], "files");
+        assert_eq!(s["restart_can_pay_off"], false);
+        assert!(s["warning"].is_string());
+        let s = rules(Some((2, 90))).status();
+        assert_eq!(s["sighup_with_set_tags"], "crashes");
+        assert_eq!(s["sighup_cost"], "files_times_names_seen");
+        assert!(s["warning"].is_null());
     }
 }

@@ -80,6 +80,25 @@ pub struct ModelStats {
     pub oldest_ms: Option<u64>,
 }
 
+impl ModelStats {
+    /// Whether a cleanup reload is due: more than `max_ghosts` ghosts, or
+    /// one older than `max_age`, once the directories were `quiet` for a
+    /// while — at once past twice the threshold.
+    pub fn cleanup_due(
+        &self,
+        max_ghosts: usize,
+        max_age: std::time::Duration,
+        quiet: bool,
+    ) -> bool {
+        let too_many = self.ghosts > max_ghosts;
+        let too_old = self.ghosts > 0
+            && self
+                .oldest_ms
+                .is_some_and(|ms| u128::from(ms) >= max_age.as_millis());
+        (too_many || too_old) && (quiet || self.ghosts > 2 * max_ghosts)
+    }
+}
+
 impl Model {
     /// The records dnsmasq holds for a name. `None` when unknown (a file
     /// the broker cannot parse).
@@ -389,6 +408,32 @@ mod tests {
         change(&mut m, &mut i, "c", None);
         let p = change(&mut m, &mut i, "d", Some(&format!("{M2},set:y")));
         assert!(!p.needs_reload, "{}", p.reason);
+    }
+
+    #[test]
+    fn cleanup_waits_for_quiet_unless_ghosts_pile_up() {
+        let hour = std::time::Duration::from_secs(3600);
+        let stats = |ghosts, oldest_ms| ModelStats {
+            ghosts,
+            dirty_names: ghosts,
+            oldest_ms,
+        };
+        assert!(!stats(0, None).cleanup_due(10, hour, true));
+        assert!(!stats(10, Some(0)).cleanup_due(10, hour, true));
+        assert!(stats(11, Some(0)).cleanup_due(10, hour, true));
+        assert!(
+            !stats(11, Some(0)).cleanup_due(10, hour, false),
+            "not while busy"
+        );
+        assert!(
+            stats(21, Some(0)).cleanup_due(10, hour, false),
+            "past twice the threshold"
+        );
+        assert!(
+            stats(1, Some(3_600_000)).cleanup_due(10, hour, true),
+            "too old"
+        );
+        assert!(!stats(1, Some(3_599_999)).cleanup_due(10, hour, true));
     }
 
     #[test]

@@ -6,7 +6,8 @@
 //! reload when the new record is chosen for every client the old one would
 //! have been chosen for. These rules are deliberately narrower than what
 //! dnsmasq allows; every case they accept is proven against a real dnsmasq
-//! (2.90 and 2.91) in `tests/shadow_e2e.rs`. Anything else is reloaded.
+//! (2.90, 2.91 and 2.93) in `tests/shadow_e2e.rs`. Anything else is
+//! reloaded.
 //!
 //! Host records (src/dhcp-common.c `find_config` → `find_config_match`:
 //! two rounds, the first only over records with `tag:` filters; in each a
@@ -43,8 +44,61 @@
 //! broker's grammar has no `encap:`, `vi-encap:` or `vendor:` lines, whose
 //! records accumulate instead.
 //!
-//! The source reading behind these rules (dnsmasq 2.90 and 2.91 do not differ
-//! in any of these functions) is summarised in the README's "Reload rules".
+//! The source reading behind these rules is summarised in the README's
+//! "Reload rules". dnsmasq 2.90 and 2.91 do not differ in any of these
+//! functions.
+//!
+//! # dnsmasq 2.93 against these rules
+//!
+//! 2.93's `option.c`, `dhcp-common.c`, `rfc2131.c`, `rfc3315.c` and
+//! `inotify.c` (Debian sid's 2.93-3 upstream tarball) were read against
+//! every rule above and in [`super::model`]. **Unchanged**, so every rule
+//! holds as on 2.91 (and `tests/shadow_e2e.rs` passes on 2.93):
+//! - `find_config`, `find_config_match`, `is_config_in_context`,
+//!   `config_has_mac`, `option_filter`, `match_netid` and
+//!   `dhcp_update_configs` (dhcp-common.c) are identical; so is the
+//!   `dhcp-host` parser (option.c, `LOPT_BANK` to `'G'`): a record is still
+//!   prepended (`new->next = daemon->dhcp_conf`), a line reusing an address
+//!   a loaded record holds is still refused ("duplicate dhcp-host IP
+//!   address"), and `parse_dhcp_opt`, `option_read_dynfile`, `one_file` and
+//!   `clear_dynamic_conf` are identical;
+//! - `inotify_check` still reads a new or renamed-in file at once, ignores
+//!   dotfiles, `~` and `#…#` names, and applies no deletion: a deleted
+//!   file's records stay until SIGHUP (the ghosts of [`super::model`]);
+//! - the hostname retry and the config lookups of `dhcp_reply` (rfc2131.c)
+//!   and the DHCPv6 paths (rfc3315.c) call the same functions as before.
+//!
+//! **Changed, none touching a rule:**
+//! - `inotify.c`: only `--hostsdir` (`AH_HOSTS`) keeps the list of names
+//!   `dyndir_addhosts` walks; `--dhcp-hostsdir`/`--dhcp-optsdir` keep none,
+//!   so a SIGHUP no longer costs more with every name seen (the cost facts
+//!   in [`super::dnsmasq`], the model in [`super::cost`]). A deletion in a
+//!   DHCP directory is now ignored silently (2.91 logged "cannot read …").
+//! - Watches are created after dnsmasq drops privileges: for the resolv
+//!   files that is new in 2.93; the DHCP directories were already watched
+//!   and listed after the drop (at `EVENT_INIT`) in 2.90 and 2.91, so a
+//!   directory `nobody` cannot read is not served on any of them (measured;
+//!   the broker warns at start-up, `dnsmasq::unreadable_dir_warning`).
+//! - Domain names (CVE-2026-2291): `check_name` now refuses names longer
+//!   than 255 bytes in wire form; the broker's hostnames (at most 253
+//!   characters, labels of at most 63) stay valid. `hostname_isequal` now
+//!   compares lengths first, which changes no result.
+//! - `read_file` reads whole lines (`get_line_alloc`) instead of 1024-byte
+//!   chunks: the line-splitting injection of older versions is gone; the
+//!   broker still never writes a line over 1024 bytes, for 2.90 and 2.91.
+//! - DHCPv6 REBIND without a lease creates one only with
+//!   `--dhcp-authoritative` (as DHCPv4 always did): it changes what a
+//!   client keeps after a failover or a lost lease file, not which record
+//!   matches it. A restart keeps leases (the lease file is re-read).
+//! - DHCPv4 leasequery (`--leasequery`), which then adds `vendorclass` and
+//!   `agent-info` lines to the lease file (the broker's lease reader skips
+//!   lines that do not start with an expiry).
+//! - Option tables: DHCPv4 91 (last-transaction, a time), 92
+//!   (associated-ip, addresses) and 114 (captive-portal) and DHCPv6 103
+//!   (captive-portal) are typed now; 2.93 refuses values for them that
+//!   2.90's untyped parsing took, which the broker's grammar (2.90's
+//!   tables) still accepts — a grammar gap, not a reload rule
+//!   (`src/entry/tests.rs` lists it).
 
 use std::collections::BTreeSet;
 

@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
-use super::dnsmasq::{self, Version};
-use super::{DnsmasqState, Reloader};
+use super::dnsmasq::{self, Rules, Version};
+use super::reloader::{DnsmasqState, Reloader};
 
 /// How the dnsmasq process is found.
 #[derive(Debug, Clone)]
@@ -162,7 +162,7 @@ impl SignalReloader {
             return *v;
         }
         let v = dnsmasq::version_of_pid(pid);
-        if let Some(v) = v.filter(|v| v.crashes_on_sighup_with_set_tags()) {
+        if let Some(v) = v.filter(|v| Rules::for_version(Some(*v)).crashes_on_tagged_sighup()) {
             tracing::warn!(pid, "{}", dnsmasq::crash_warning(v, false));
         }
         cache.push((pid, v));
@@ -181,10 +181,9 @@ impl Reloader for SignalReloader {
     fn reload(&self, risky: bool) -> Result<String, String> {
         let pids = self.target.pids()?;
         for &pid in &pids {
-            if let Some(v) = self
-                .version(pid)
-                .filter(|v| risky && v.crashes_on_sighup_with_set_tags())
-            {
+            let version = self.version(pid);
+            if risky && Rules::for_version(version).crashes_on_tagged_sighup() {
+                let v = version.map_or("of an unknown version".into(), |v| v.to_string());
                 return Err(format!(
                     "refused to send SIGHUP to dnsmasq {v} (pid {pid}): hosts with `set:` tags are loaded and this version crashes on SIGHUP; upgrade dnsmasq to 2.91 or later"
                 ));
@@ -208,6 +207,11 @@ impl Reloader for SignalReloader {
                 .collect::<Vec<_>>()
                 .join(", ")
         ))
+    }
+
+    fn version(&self) -> Option<Version> {
+        let pid = *self.target.pids().ok()?.first()?;
+        SignalReloader::version(self, pid)
     }
 
     fn started_at(&self) -> Option<std::time::SystemTime> {

@@ -15,9 +15,9 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
-use super::dnsmasq::{self, Version};
+use super::dnsmasq::{self, Rules, Version};
+use super::reloader::{DnsmasqState, Reloader};
 use super::signal::survived_reload;
-use super::{DnsmasqState, Reloader};
 
 /// How long dnsmasq must run before a crash no longer counts towards backoff.
 const STABLE_AFTER: Duration = Duration::from_secs(30);
@@ -166,12 +166,12 @@ impl Supervisor {
         let argv = foreground(argv);
         let version = dnsmasq::version_of(std::path::Path::new(&argv[0]));
         match version {
-            Some(v) if v.crashes_on_sighup_with_set_tags() => {
+            Some(v) if Rules::for_version(Some(v)).crashes_on_tagged_sighup() => {
                 tracing::warn!("{}", dnsmasq::crash_warning(v, true))
             }
             Some(v) => tracing::info!(version = %v, "supervising dnsmasq"),
             None => tracing::warn!(
-                "could not learn the version of `{}`; treating it as one that survives SIGHUP",
+                "could not learn the version of `{}` (`{0} --version` gave no banner)",
                 argv[0]
             ),
         }
@@ -206,10 +206,10 @@ impl Reloader for Supervisor {
 
     fn reload(&self, risky: bool) -> Result<String, String> {
         let inner = &self.inner;
-        if let Some(v) = inner
-            .version
-            .filter(|v| risky && v.crashes_on_sighup_with_set_tags())
-        {
+        if risky && Rules::for_version(inner.version).crashes_on_tagged_sighup() {
+            let v = inner
+                .version
+                .map_or("of an unknown version".into(), |v| v.to_string());
             let pid = inner.restart(&format!(
                 "dnsmasq {v} would crash on SIGHUP with `set:` tags loaded"
             ))?;
@@ -237,6 +237,10 @@ impl Reloader for Supervisor {
         tracing::error!(pid, "dnsmasq died after SIGHUP; restarting it now");
         let new = inner.restart("it died after SIGHUP")?;
         Ok(format!("dnsmasq (pid {pid}) died after SIGHUP and was restarted (pid {new}), which loads every entry"))
+    }
+
+    fn version(&self) -> Option<Version> {
+        self.inner.version
     }
 
     fn can_restart(&self) -> bool {

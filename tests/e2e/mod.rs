@@ -19,9 +19,11 @@
 //! - [`Broker`]: the `hostsdir-broker serve` child process and a small
 //!   blocking HTTP client for its API; in supervise mode it runs inside the
 //!   server namespace and is reached through a unix-socket bridge.
-//! - [`version_binaries`]: the dnsmasq builds under test (Debian's 2.90 and
-//!   2.91 from trixie's source); missing prerequisites panic with the fix,
-//!   never skip silently.
+//! - [`version_binaries`]: the dnsmasq builds under test (Debian's 2.90,
+//!   2.91 from trixie's source, 2.93 from sid's — what understack runs);
+//!   missing prerequisites panic with the fix, never skip silently.
+//!   [`for_each_version`] runs a scenario on every one in parallel threads,
+//!   [`for_versions`] on a chosen few.
 //!
 //! Reloads are counted through a marker: dnsmasq is given an extra, empty
 //! `--dhcp-hostsfile` that it reads (and logs `read <marker>`) only at
@@ -58,7 +60,8 @@ const CLI_IF: &str = "hdbcli0";
 
 const INSTALL_HINT: &str =
     "run `sudo scripts/install-test-deps.sh` (installs dnsmasq-base, udhcpc, \
-     iproute2 and builds dnsmasq 2.91 into target/dnsmasq-2.91/dnsmasq)";
+     iproute2 and builds dnsmasq 2.91 and 2.93 into target/dnsmasq-VERSION/dnsmasq; \
+     `scripts/build-dnsmasq.sh 2.93` builds one)";
 
 static COUNTER: AtomicUsize = AtomicUsize::new(0);
 
@@ -185,7 +188,7 @@ fn find_in_path(tool: &str) -> Option<PathBuf> {
 pub(crate) struct DnsmasqBinary {
     /// Path of the executable.
     pub(crate) path: PathBuf,
-    /// "2.90" or "2.91", as its `--version` reports.
+    /// "2.90", "2.91" or "2.93", as its `--version` reports.
     pub(crate) version: String,
 }
 
@@ -193,6 +196,13 @@ impl DnsmasqBinary {
     /// dnsmasq 2.90 crashes on SIGHUP once a `set:` host did a DHCP exchange.
     pub(crate) fn crashes_on_sighup_with_tags(&self) -> bool {
         self.version == "2.90"
+    }
+
+    /// Whether a SIGHUP's cost grows with every file name the directories
+    /// ever held (2.90, 2.91: `dyndir_addhosts`); 2.93 keeps no such list
+    /// for `--dhcp-hostsdir`/`--dhcp-optsdir`.
+    pub(crate) fn names_cost(&self) -> bool {
+        self.version != "2.93"
     }
 }
 
@@ -206,8 +216,21 @@ fn dnsmasq_version(path: &Path) -> Option<String> {
         .map(str::to_owned)
 }
 
-/// Debian's dnsmasq 2.90 (`/usr/sbin/dnsmasq`) and 2.91 built from trixie's
-/// source (`target/dnsmasq-2.91/dnsmasq`, or `$HOSTSDIR_BROKER_DNSMASQ_291`).
+/// Where a built dnsmasq is: `$HOSTSDIR_BROKER_DNSMASQ_291` (`…_293`), or
+/// `target/dnsmasq-VERSION/dnsmasq` (`scripts/build-dnsmasq.sh VERSION`).
+fn built(version: &str) -> PathBuf {
+    std::env::var_os(format!(
+        "HOSTSDIR_BROKER_DNSMASQ_{}",
+        version.replace('.', "")
+    ))
+    .map(PathBuf::from)
+    .unwrap_or_else(|| {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("target/dnsmasq-{version}/dnsmasq"))
+    })
+}
+
+/// Debian's dnsmasq 2.90 (`/usr/sbin/dnsmasq`), 2.91 built from trixie's
+/// source and 2.93 built from sid's (see [`built`]), oldest first.
 /// Panics, naming the fix, when a prerequisite is missing: the suite never
 /// skips silently.
 pub(crate) fn version_binaries() -> Vec<DnsmasqBinary> {
@@ -221,13 +244,12 @@ pub(crate) fn version_binaries() -> Vec<DnsmasqBinary> {
         }
     }
     let stock = PathBuf::from("/usr/sbin/dnsmasq");
-    let built = std::env::var_os("HOSTSDIR_BROKER_DNSMASQ_291")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("target/dnsmasq-2.91/dnsmasq")
-        });
     let mut bins = Vec::new();
-    for (path, want) in [(stock, "2.90"), (built, "2.91")] {
+    for (path, want) in [
+        (stock, "2.90"),
+        (built("2.91"), "2.91"),
+        (built("2.93"), "2.93"),
+    ] {
         match dnsmasq_version(&path) {
             Some(v) if v == want => bins.push(DnsmasqBinary { path, version: v }),
             Some(v) => problems.push(format!(
@@ -254,17 +276,40 @@ static HEAVY: RwLock<()> = RwLock::new(());
 /// the version, and every version runs even when another fails.
 pub(crate) fn for_each_version(f: impl Fn(&DnsmasqBinary) + Sync) {
     let _shared = HEAVY.read().unwrap_or_else(|e| e.into_inner());
-    run_versions(f);
+    run_versions(&[], f);
+}
+
+/// Like [`for_each_version`], for the versions named only (every one of
+/// them must be under test: a name that matches none panics).
+pub(crate) fn for_versions(versions: &[&str], f: impl Fn(&DnsmasqBinary) + Sync) {
+    let _shared = HEAVY.read().unwrap_or_else(|e| e.into_inner());
+    run_versions(versions, f);
 }
 
 /// Like [`for_each_version`], while no other scenario runs.
 pub(crate) fn for_each_version_exclusive(f: impl Fn(&DnsmasqBinary) + Sync) {
     let _alone = HEAVY.write().unwrap_or_else(|e| e.into_inner());
-    run_versions(f);
+    run_versions(&[], f);
 }
 
-fn run_versions(f: impl Fn(&DnsmasqBinary) + Sync) {
-    let bins = version_binaries();
+/// Like [`for_versions`], while no other scenario runs.
+pub(crate) fn for_versions_exclusive(versions: &[&str], f: impl Fn(&DnsmasqBinary) + Sync) {
+    let _alone = HEAVY.write().unwrap_or_else(|e| e.into_inner());
+    run_versions(versions, f);
+}
+
+/// Runs `f` on the binaries of `only` (all when empty), in parallel.
+fn run_versions(only: &[&str], f: impl Fn(&DnsmasqBinary) + Sync) {
+    let mut bins = version_binaries();
+    if !only.is_empty() {
+        for v in only {
+            assert!(
+                bins.iter().any(|b| b.version == *v),
+                "dnsmasq {v} is not one of the versions under test"
+            );
+        }
+        bins.retain(|b| only.contains(&b.version.as_str()));
+    }
     let failures: Vec<String> = thread::scope(|s| {
         let handles: Vec<_> = bins
             .iter()
@@ -839,6 +884,39 @@ impl Dnsmasq {
     /// The log so far.
     pub(crate) fn log_text(&self) -> String {
         fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// CPU time dnsmasq used so far (user + system, from `/proc/PID/stat`,
+    /// in 10 ms clock ticks). Unlike wall time it does not grow when other
+    /// work shares the machine.
+    pub(crate) fn cpu(&self) -> Duration {
+        let stat = fs::read_to_string(format!("/proc/{}/stat", self.pid))
+            .unwrap_or_else(|e| panic!("/proc/{}/stat: {e}", self.pid));
+        let after = stat.rsplit_once(')').expect("a stat line").1;
+        let f: Vec<u64> = after
+            .split_whitespace()
+            .skip(11)
+            .take(2)
+            .map(|x| x.parse().expect("utime, stime"))
+            .collect();
+        Duration::from_millis((f[0] + f[1]) * 10)
+    }
+
+    /// Waits until dnsmasq sleeps in its event loop (seen sleeping three
+    /// times in a row, 20 ms apart): it has no file left to read. Bounded by
+    /// `limit`, a reload of thousands of files on a loaded machine.
+    pub(crate) fn wait_idle(&self, limit: Duration) {
+        let state = || {
+            fs::read_to_string(format!("/proc/{}/stat", self.pid))
+                .ok()
+                .and_then(|s| s.rsplit_once(')')?.1.trim_start().chars().next())
+        };
+        let mut asleep = 0;
+        let idle = wait_until(limit, || {
+            asleep = if state() == Some('S') { asleep + 1 } else { 0 };
+            asleep >= 3
+        });
+        assert!(idle, "dnsmasq (pid {}) stayed busy for {limit:?}", self.pid);
     }
 }
 
