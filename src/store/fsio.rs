@@ -249,11 +249,21 @@ pub(crate) fn clean_leftover(dir: &Path, file_name: &str, min_age: Duration) -> 
     }
 }
 
-/// Makes the directory's entries (renames, unlinks) durable.
-pub(crate) fn fsync_dir(dir: &Path) -> Result<(), FsError> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| FsError::new("fsync the directory", dir, e))
+/// Makes the directory's entries (renames, unlinks) durable, through
+/// `open` (opened here the first time: on a network filesystem each open
+/// is a round trip, so a caller keeps it for a while). Answers the
+/// directory's mtime after the fsync (its own `fstat`, no path lookup).
+pub(crate) fn sync_dir(
+    dir: &Path,
+    open: &mut Option<File>,
+) -> Result<Option<std::time::SystemTime>, FsError> {
+    if open.is_none() {
+        *open = Some(File::open(dir).map_err(|e| FsError::new("open", dir, e))?);
+    }
+    let file = open.as_ref().expect("opened above");
+    file.sync_all()
+        .map_err(|e| FsError::new("fsync the directory", dir, e))?;
+    Ok(file.metadata().and_then(|m| m.modified()).ok())
 }
 
 /// True for file names this broker leaves behind when killed mid-write.

@@ -102,6 +102,9 @@ struct Held {
     /// A new generation was stored during this lease: later groups only
     /// add journal records under it.
     announced: bool,
+    /// The directories, opened once per lease for their fsyncs and
+    /// `fstat`s (on a network filesystem each open is a round trip).
+    dirs: Dirs<Option<std::fs::File>>,
 }
 
 /// One group commit: its requests and what became of them.
@@ -270,6 +273,7 @@ impl Writer {
                         locks,
                         since: std::time::Instant::now(),
                         announced: false,
+                        dirs: Dirs::default(),
                     }
                 }
                 Err(e) => return fail_all(&shared, requests, &e),
@@ -287,7 +291,7 @@ impl Writer {
             self.run_request(request, &mut held, &mut group, &mut early, &names);
         }
         drop(early); // unused temp files, removed while the locks are held
-        let synced = self.publish(&mut group);
+        let synced = self.publish(&mut held, &mut group);
         self.held = Some(held);
         self.answer(group, synced)
     }
@@ -439,32 +443,32 @@ impl Writer {
     /// Phase 4: one fsync per directory written; notes what the directories
     /// look like now. Answers the directories whose fsync failed. (The
     /// locks are let go of by the caller, after the lease.)
-    fn publish(&mut self, group: &mut Group) -> Dirs<Option<FsError>> {
+    fn publish(&mut self, held: &mut Held, group: &mut Group) -> Dirs<Option<FsError>> {
         let config = &self.shared.config;
         let metrics = crate::metrics::get();
-        let synced = Dirs::from_fn(|kind| {
+        let _watch = self.shared.nudger.watch();
+        let mut synced = Dirs::default();
+        let mut now = group.baseline;
+        for kind in [Kind::Host, Kind::Option] {
             if !*group.wrote.get(kind) {
-                return None;
+                continue;
             }
             let started = std::time::Instant::now();
-            let _watch = self.shared.nudger.watch();
-            let result = super::fsio::fsync_dir(config.dir(kind));
+            let result = super::fsio::sync_dir(config.dir(kind), held.dirs.get_mut(kind));
             metrics
                 .fsync_seconds
                 .observe(started.elapsed().as_secs_f64());
-            result.err().inspect(|e| tracing::error!("{e}"))
-        });
-        // A written directory is noted as it is now: its mtime moved with
-        // this group's own renames.
-        let now = Dirs::from_fn(|k| {
-            if *group.wrote.get(k) {
-                std::fs::metadata(config.dir(k))
-                    .and_then(|m| m.modified())
-                    .ok()
-            } else {
-                *group.baseline.get(k)
+            // A written directory is noted as it is now: its mtime moved
+            // with this group's own renames.
+            match result {
+                Ok(mtime) => *now.get_mut(kind) = mtime,
+                Err(e) => {
+                    tracing::error!("{e}");
+                    *synced.get_mut(kind) = Some(e);
+                    *now.get_mut(kind) = None;
+                }
             }
-        });
+        }
         let before = std::mem::replace(
             &mut *self
                 .shared
