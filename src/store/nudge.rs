@@ -67,6 +67,10 @@ pub(crate) struct Nudger {
 
 struct Inner {
     dir: PathBuf,
+    /// The directory, kept open: a nudge by path would look the name up
+    /// through the hosts directory, whose locks are the ones in transition
+    /// while a call waits (seen: the nudger's own `open` waited 2 s).
+    file: std::fs::File,
     state: Mutex<State>,
     wake: Condvar,
 }
@@ -131,9 +135,17 @@ impl Nudger {
             tracing::warn!(dir = %dir.display(), "cannot make the directory to nudge the metadata server with, not nudging: {e}");
             return Nudger::default();
         }
+        let file = match std::fs::File::open(&dir) {
+            Ok(f) => f,
+            Err(e) => {
+                tracing::warn!(dir = %dir.display(), "cannot open the directory to nudge the metadata server with, not nudging: {e}");
+                return Nudger::default();
+            }
+        };
         tracing::info!(dir = %dir.display(), "nudging the metadata server when a filesystem call waits (CephFS)");
         let inner = Arc::new(Inner {
             dir,
+            file,
             state: Mutex::default(),
             wake: Condvar::new(),
         });
@@ -209,7 +221,7 @@ fn run(inner: std::sync::Weak<Inner>) {
             }
         };
         if due {
-            if let Err(e) = nudge(&inner.dir) {
+            if let Err(e) = nudge(&inner.file) {
                 tracing::debug!(dir = %inner.dir.display(), "nudging the metadata server failed: {e}");
             }
             inner.state.lock().unwrap_or_else(|p| p.into_inner()).nudges += 1;
@@ -221,9 +233,9 @@ fn run(inner: std::sync::Weak<Inner>) {
 
 /// One metadata request the MDS answers before journaling it (the
 /// directory's mtime), then an fsync, which makes the client ask the MDS
-/// to flush its journal.
-fn nudge(dir: &Path) -> std::io::Result<()> {
-    use rustix::fs::{utimensat, AtFlags, Timespec, Timestamps, CWD};
+/// to flush its journal. Both through the open directory: no path lookup.
+fn nudge(dir: &std::fs::File) -> std::io::Result<()> {
+    use rustix::fs::{futimens, Timespec, Timestamps};
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default();
@@ -231,16 +243,14 @@ fn nudge(dir: &Path) -> std::io::Result<()> {
         tv_sec: now.as_secs() as i64,
         tv_nsec: i64::from(now.subsec_nanos()),
     };
-    utimensat(
-        CWD,
+    futimens(
         dir,
         &Timestamps {
             last_access: t,
             last_modification: t,
         },
-        AtFlags::empty(),
     )?;
-    std::fs::File::open(dir)?.sync_all()
+    dir.sync_all()
 }
 
 /// True when `dir` is on CephFS: the kernel client (`ceph`) or ceph-fuse
