@@ -9,8 +9,8 @@ Two kinds of check, each counted and printed as PASS or FAIL:
    is downloaded: the schemas are files in the package, and references
    resolve only inside them.
 2. What matters for the broker, read from the manifests: its flags are ones
-   the documentation lists (API.md's command line table, README's
-   configuration table) with values of the right form, dnsmasq reads the
+   the documentation lists (API.md's command line table, the flag
+   table of docs/configuration.md) with values of the right form, dnsmasq reads the
    directories the broker writes, the probes point at /healthz and /readyz,
    the API needs tokens (--token-file in the mounted, required token
    Secret; no --insecure-no-auth), the claim is ReadWriteMany, the sidecar
@@ -50,7 +50,7 @@ WORKLOAD_KINDS = {"StatefulSet", "Deployment", "DaemonSet"}
 # Every serve flag is also read from HOSTSDIR_BROKER_<FLAG IN UPPER SNAKE CASE>.
 BROKER_ENV_PREFIX = "HOSTSDIR_BROKER_"
 # Flags are checked against two tables: API.md's "Command line" (the
-# contract) and README's "Configuration" (this implementation's flags).
+# contract) and docs/configuration.md's "Flags" (this implementation's flags).
 # Where the token Secret is mounted, and its key (token-secret.yaml).
 TOKEN_SECRET = "hostsdir-broker-tokens"
 TOKEN_FILE = "/etc/hostsdir-broker/tokens"
@@ -134,10 +134,10 @@ def documented_flags(doc: str, heading: str, source: str) -> Dict[str, Flag]:
 
 
 def load_flag_docs(res: Results) -> Dict[str, Flag]:
-    """Every flag documented in README's or API.md's table."""
-    readme = (ROOT / "README.md").read_text(encoding="utf-8")
-    everything = documented_flags(readme, "Configuration", "README.md")
-    res.check(len(everything) >= 5, "README.md's configuration table lists the serve flags",
+    """Every flag documented in docs/configuration.md's or API.md's table."""
+    page = (ROOT / "docs" / "configuration.md").read_text(encoding="utf-8")
+    everything = documented_flags(page, "Flags", "docs/configuration.md")
+    res.check(len(everything) >= 5, "docs/configuration.md's flag table lists the serve flags",
               f"found only {sorted(everything)}")
     api = None
     for candidate in (ROOT.parent / "shared" / "API.md", ROOT / "API.md"):
@@ -145,7 +145,7 @@ def load_flag_docs(res: Results) -> Dict[str, Flag]:
             api = candidate
             break
     if api is None:
-        res.note("API.md not found beside the repository (../shared/API.md): flags are checked against README.md alone")
+        res.note("API.md not found beside the repository (../shared/API.md): flags are checked against docs/configuration.md alone")
     else:
         contract = documented_flags(api.read_text(encoding="utf-8"), "Command line", "API.md")
         res.check(len(contract) >= 5, f"{api.name}'s command line table lists the serve flags",
@@ -209,7 +209,7 @@ def parse_broker_argv(argv: List[str], docs: Dict[str, Flag], where: str, res: R
         name, eq, inline = arg[2:].partition("=")
         flag = docs.get(name)
         if flag is None:
-            res.check(False, f"{where}: flag --{name}", "not listed in API.md's command line table nor README's configuration table")
+            res.check(False, f"{where}: flag --{name}", "not listed in API.md's command line table nor docs/configuration.md's flag table")
             i += 1
             continue
         if flag.metavar is None:

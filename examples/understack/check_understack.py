@@ -234,9 +234,9 @@ def flag_values(flags: List[str]) -> Dict[str, Optional[str]]:
 
 
 def documented_flags() -> set:
-    """Flags in README.md's "Configuration" table."""
-    text = (ROOT / "README.md").read_text(encoding="utf-8")
-    section = text.split("## Configuration", 1)[1].split("\n## ", 1)[0]
+    """Flags in docs/configuration.md's "Flags" table."""
+    text = (ROOT / "docs" / "configuration.md").read_text(encoding="utf-8")
+    section = text.split("\n## Flags\n", 1)[1].split("\n## ", 1)[0]
     return set(re.findall(r"^\| `--([a-z0-9-]+)", section, re.M))
 
 
@@ -297,7 +297,7 @@ def check_statefulset(
     values = flag_values(flags)
     docs = documented_flags()
     for name in values:
-        res.check(name in docs, f"{f}: broker flag --{name} is in README.md's configuration table")
+        res.check(name in docs, f"{f}: broker flag --{name} is in docs/configuration.md's flag table")
     res.check(len(values) == len(flags), f"{f}: no broker flag given twice")
     res.check("insecure-no-auth" not in values, f"{f}: no --insecure-no-auth")
     res.check(values.get("reload") in (None, "supervise"), f"{f}: the broker supervises dnsmasq (--reload default)")
