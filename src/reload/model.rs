@@ -22,9 +22,9 @@
 //! At start-up the broker assumes dnsmasq holds the directory as it is (a
 //! supervised dnsmasq is started by the broker; for one started earlier,
 //! changes made behind its back before the broker started are unknown
-//! until the first reload — see the README's "Reload rules").
+//! until the first reload — see docs/reload-rules.md).
 //!
-//! The decision per change (the README's table) is [`Model::plan`]; the
+//! The decision per change (the table in docs/reload-rules.md) is [`Model::plan`]; the
 //! shadowing rules themselves are in [`super::shadow`].
 
 use std::collections::HashMap;
