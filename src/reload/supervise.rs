@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
-use super::dnsmasq::{self, Rules, Version};
+use super::dnsmasq::{self, Build, Rules, Version};
 use super::reloader::{DnsmasqState, Reloader};
 use super::signal::survived_reload;
 
@@ -37,7 +37,9 @@ struct Counters {
 struct Inner {
     /// The dnsmasq command line, with a foreground flag ensured.
     argv: Vec<String>,
-    version: Option<Version>,
+    /// What `argv[0]` is (learned once: the binary does not change while
+    /// the broker runs).
+    build: Option<Build>,
     /// The running child. A std mutex, only ever locked on blocking threads.
     child: Mutex<Option<Child_>>,
     counters: Mutex<Counters>,
@@ -164,12 +166,16 @@ impl Supervisor {
     /// Starts dnsmasq and its monitor; fails if it exits within 300 ms.
     pub fn start(argv: Vec<String>) -> Result<Arc<dyn Reloader>, String> {
         let argv = foreground(argv);
-        let version = dnsmasq::version_of(std::path::Path::new(&argv[0]));
-        match version {
-            Some(v) if Rules::for_version(Some(v)).crashes_on_tagged_sighup() => {
-                tracing::warn!("{}", dnsmasq::crash_warning(v, true))
+        let build = dnsmasq::build_of(std::path::Path::new(&argv[0]), &argv);
+        match build {
+            Some(b) if Rules::for_build(Some(b)).crashes_on_tagged_sighup() => {
+                tracing::warn!("{}", dnsmasq::crash_warning(b.version, true))
             }
-            Some(v) => tracing::info!(version = %v, "supervising dnsmasq"),
+            Some(b) => tracing::info!(
+                version = %b.version,
+                conf_poll = b.conf_poll,
+                "supervising dnsmasq {b}"
+            ),
             None => tracing::warn!(
                 "could not learn the version of `{}` (`{0} --version` gave no banner)",
                 argv[0]
@@ -177,7 +183,7 @@ impl Supervisor {
         }
         let inner = Arc::new(Inner {
             argv,
-            version,
+            build,
             child: Mutex::new(None),
             counters: Mutex::new(Counters::default()),
             stopping: AtomicBool::new(false),
@@ -206,10 +212,10 @@ impl Reloader for Supervisor {
 
     fn reload(&self, risky: bool) -> Result<String, String> {
         let inner = &self.inner;
-        if risky && Rules::for_version(inner.version).crashes_on_tagged_sighup() {
+        if risky && Rules::for_build(inner.build).crashes_on_tagged_sighup() {
             let v = inner
-                .version
-                .map_or("of an unknown version".into(), |v| v.to_string());
+                .build
+                .map_or("of an unknown version".into(), |b| b.version.to_string());
             let pid = inner.restart(&format!(
                 "dnsmasq {v} would crash on SIGHUP with `set:` tags loaded"
             ))?;
@@ -240,7 +246,11 @@ impl Reloader for Supervisor {
     }
 
     fn version(&self) -> Option<Version> {
-        self.inner.version
+        self.inner.build.map(|b| b.version)
+    }
+
+    fn build(&self) -> Option<Build> {
+        self.inner.build
     }
 
     fn can_restart(&self) -> bool {
@@ -280,7 +290,7 @@ impl Reloader for Supervisor {
             .unwrap_or_else(|p| p.into_inner());
         Some(DnsmasqState {
             pid,
-            version: self.inner.version.map(|v| v.to_string()),
+            version: self.inner.build.map(|b| b.version.to_string()),
             running: pid.is_some_and(super::signal::is_running),
             restarts: c.restarts,
             last_exit: c.last_exit.clone(),
@@ -294,6 +304,83 @@ impl Reloader for Supervisor {
         if let Some(mut c) = guard.take() {
             let status = Inner::stop(&mut c);
             tracing::info!(%status, "stopped dnsmasq");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    // Tests unwrap freely: a panic is the failure report.
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    /// A stand-in for dnsmasq: `--version` prints a 2.93 banner, `--help`
+    /// the option list (with `--conf-poll` when `patched`), anything else
+    /// runs until killed, as `dnsmasq --keep-in-foreground` does.
+    fn fake_dnsmasq(dir: &std::path::Path, patched: bool) -> String {
+        let path = dir.join(if patched {
+            "dnsmasq-patched"
+        } else {
+            "dnsmasq"
+        });
+        let extra = if patched {
+            "    --conf-poll                   Poll the dynamic directories.\n"
+        } else {
+            ""
+        };
+        let help = dir.join(format!("help-{patched}"));
+        std::fs::write(
+            &help,
+            format!(
+                "Usage: dnsmasq [options]\n\nValid options are:\n\
+                 -7, --conf-dir=<path>          Read configuration from a directory.\n{extra}"
+            ),
+        )
+        .unwrap();
+        let script = format!(
+            "#!/bin/sh\ncase \"$1\" in\n\
+             --version) echo 'Dnsmasq version 2.93  Copyright (c) 2000-2025 Simon Kelley'; exit 0 ;;\n\
+             --help) exec cat '{}' ;;\nesac\nexec sleep 600\n",
+            help.display()
+        );
+        std::fs::write(&path, script).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        path.display().to_string()
+    }
+
+    /// The supervisor learns the build of the binary it runs, from its
+    /// `--help` or from its command line, and the rules follow it.
+    #[test]
+    fn the_supervised_build_is_learned_with_its_patch() {
+        let dir = tempfile::tempdir().unwrap();
+        for (bin, flag, conf_poll, set) in [
+            (fake_dnsmasq(dir.path(), true), None, true, "2.93+conf-poll"),
+            (fake_dnsmasq(dir.path(), false), None, false, "2.93"),
+            (
+                fake_dnsmasq(dir.path(), false),
+                Some("--conf-poll"),
+                true,
+                "2.93+conf-poll",
+            ),
+        ] {
+            let mut argv = vec![bin.clone(), "--no-hosts".to_owned()];
+            argv.extend(flag.map(str::to_owned));
+            let s = Supervisor::start(argv).unwrap();
+            let build = s.build();
+            let state = s.dnsmasq().unwrap();
+            s.shutdown();
+            assert_eq!(
+                build,
+                Some(Build {
+                    version: Version(2, 93),
+                    conf_poll
+                }),
+                "{bin} {flag:?}"
+            );
+            assert_eq!(s.version(), Some(Version(2, 93)));
+            assert_eq!(Rules::for_build(build).set.name(), set);
+            assert_eq!(state.version.as_deref(), Some("2.93"));
+            assert!(state.running, "{state:?}");
         }
     }
 }
