@@ -6,6 +6,28 @@
 //! crash on SIGHUP with `set:` tags loaded (2.90), a reload is done by
 //! restarting dnsmasq instead; on any version, a dnsmasq found dead after a
 //! SIGHUP is restarted at once, which loads the new entries anyway.
+//!
+//! **As PID 1** (understack's layout: the container's entry point execs the
+//! broker), every process of the container whose parent dies is
+//! re-parented to the broker, and only it can reap them: dnsmasq's forked
+//! TCP DNS workers when dnsmasq dies, whatever a `kubectl exec` session
+//! leaves behind. Unreaped, they stay zombies until the container
+//! restarts. So when its pid is 1 the monitor loop also reaps every exited
+//! child that is not the supervised dnsmasq ([`reap_orphans`]), and never
+//! dnsmasq itself: a reaper that took dnsmasq's exit status (`waitpid(-1)`)
+//! would leave `Child::try_wait` with nothing to report, and a dead
+//! dnsmasq would never be restarted. It peeks with `waitid(P_ALL, WEXITED
+//! | WNOHANG | WNOWAIT)` and reaps by pid only what is not dnsmasq; when
+//! the exited child it sees first is dnsmasq, it finds the others in
+//! `/proc` (zombies whose parent is the broker). It runs holding the lock
+//! under which dnsmasq is spawned and waited for, so it never sees a
+//! dnsmasq whose pid is not yet recorded. The broker starts no other
+//! process once the monitor runs (the `dnsmasq --version`/`--help` of
+//! [`dnsmasq::build_of`] run before it); a child added later must be
+//! spawned and waited for under that lock too, or this reaper may take its
+//! status. With the other reload methods the broker has no children to
+//! protect but does not reap either: PID 1 with `--reload pidfile|process`
+//! is not a layout the project ships.
 
 use std::process::{Child, Command};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -13,6 +35,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::{kill, Signal};
+use nix::sys::wait::{waitid, waitpid, Id, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 
 use super::dnsmasq::{self, Build, Rules, Version};
@@ -124,20 +147,40 @@ impl Inner {
         Ok(pid)
     }
 
-    /// The monitor loop: restarts dnsmasq when it exits on its own.
+    /// The monitor loop: restarts dnsmasq when it exits on its own, and
+    /// (as PID 1) reaps orphans.
     fn monitor(self: Arc<Self>) {
         let mut backoff = Duration::from_millis(100);
+        let pid1 = std::process::id() == 1;
+        if pid1 {
+            tracing::info!(
+                "the broker is PID 1: it reaps the orphaned processes re-parented to it"
+            );
+        }
         while !self.stopping.load(Ordering::SeqCst) {
             std::thread::sleep(Duration::from_millis(50));
             let exited = {
                 let mut guard = self.child.lock().unwrap_or_else(|p| p.into_inner());
-                match guard.as_mut().map(|c| (c.child.try_wait(), c.started)) {
+                let exited = match guard.as_mut().map(|c| (c.child.try_wait(), c.started)) {
                     Some((Ok(Some(status)), started)) => {
                         *guard = None;
                         Some((status.to_string(), started.elapsed()))
                     }
+                    // Only if something else reaped it (ECHILD): it is gone
+                    // all the same, and must be restarted.
+                    Some((Err(e), started)) => {
+                        *guard = None;
+                        Some((format!("exit status lost ({e})"), started.elapsed()))
+                    }
                     _ => None,
+                };
+                if pid1 {
+                    let own = guard.as_ref().map(|c| c.child.id() as i32);
+                    for (pid, status) in reap_orphans(own) {
+                        tracing::info!(pid, %status, "reaped an orphaned process");
+                    }
                 }
+                exited
             };
             let Some((status, uptime)) = exited else {
                 continue;
@@ -160,6 +203,64 @@ impl Inner {
             }
         }
     }
+}
+
+/// Reaps the exited children of this process other than `own` (the
+/// supervised dnsmasq's pid, which `Child::try_wait` reaps) and returns
+/// their pids and how they ended. For PID 1, whose exited children other
+/// than dnsmasq are orphans it inherited. Call it holding the child lock
+/// (see the module docs: no child of the broker's own may exit unrecorded
+/// meanwhile).
+fn reap_orphans(own: Option<i32>) -> Vec<(i32, String)> {
+    let peek = WaitPidFlag::WEXITED | WaitPidFlag::WNOHANG | WaitPidFlag::WNOWAIT;
+    let mut reaped = Vec::new();
+    // The first exited child, left waitable; nothing exited (`StillAlive`)
+    // or no children at all (ECHILD): done.
+    while let Some(pid) = waitid(Id::All, peek).ok().and_then(|s| s.pid()) {
+        if Some(pid.as_raw()) == own {
+            // dnsmasq exited: its status is the monitor's. waitid shows
+            // only the first exited child, so the others are looked up.
+            for z in zombie_children().into_iter().filter(|z| Some(*z) != own) {
+                reaped.extend(reap(z).map(|status| (z, status)));
+            }
+            break;
+        }
+        match reap(pid.as_raw()) {
+            Some(status) => reaped.push((pid.as_raw(), status)),
+            None => break,
+        }
+    }
+    reaped
+}
+
+/// Reaps the exited child `pid`; how it ended (`None`: nothing reaped).
+fn reap(pid: i32) -> Option<String> {
+    match waitpid(Pid::from_raw(pid), Some(WaitPidFlag::WNOHANG)) {
+        Ok(WaitStatus::Exited(_, code)) => Some(format!("exit status: {code}")),
+        Ok(WaitStatus::Signaled(_, sig, _)) => Some(format!("signal: {} ({sig})", sig as i32)),
+        _ => None,
+    }
+}
+
+/// The pids of this process's children that exited and were not reaped
+/// (state `Z` in `/proc/PID/stat`, parent this process).
+fn zombie_children() -> Vec<i32> {
+    let me = std::process::id().to_string();
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+                // After the parenthesised command name: state, then ppid.
+                let mut f = stat
+                    .rsplit_once(')')
+                    .map_or("", |(_, r)| r)
+                    .split_whitespace();
+                f.next() == Some("Z") && f.next() == Some(me.as_str())
+            })
+        })
+        .collect()
 }
 
 impl Supervisor {
@@ -346,6 +447,85 @@ mod tests {
         std::fs::write(&path, script).unwrap();
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
         path.display().to_string()
+    }
+
+    /// Set in the process that [`reaping_never_takes_the_supervised_status`]
+    /// runs itself in.
+    const ALONE: &str = "HOSTSDIR_BROKER_REAP_TEST_ALONE";
+
+    /// Waits (up to 10 s: a `sh -c exit` on a loaded machine) until every
+    /// child in `pids` has exited unreaped.
+    fn wait_zombies(pids: &[i32]) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !pids.iter().all(|p| zombie_children().contains(p)) {
+            assert!(Instant::now() < deadline, "{pids:?} did not exit");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    fn sh(script: &str) -> Child {
+        Command::new("sh").args(["-c", script]).spawn().unwrap()
+    }
+
+    /// The reaper takes every exited child but the supervised one, whose
+    /// status stays for `Child::try_wait`, whether it exited first (the
+    /// others are then found in /proc) or last.
+    ///
+    /// `reap_orphans` waits for *any* child, and other tests of this binary
+    /// spawn children of their own: so the test runs itself again, alone,
+    /// in a process of its own.
+    #[test]
+    fn reaping_never_takes_the_supervised_status() {
+        if std::env::var_os(ALONE).is_none() {
+            let name = "reload::supervise::tests::reaping_never_takes_the_supervised_status";
+            let out = Command::new(std::env::current_exe().unwrap())
+                .args(["--exact", name, "--test-threads=1", "--nocapture"])
+                .env(ALONE, "1")
+                .output()
+                .unwrap();
+            let text = format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            assert!(out.status.success() && text.contains("1 passed"), "{text}");
+            return;
+        }
+        // The supervised child exits first: it is what waitid shows.
+        let mut own = sh("exit 7");
+        let own_pid = own.id() as i32;
+        wait_zombies(&[own_pid]);
+        // Their `Child`s are dropped unwaited: reaping them is the point.
+        let other_pids: Vec<i32> = [sh("exit 3"), sh("kill -9 $$")]
+            .iter()
+            .map(|c| c.id() as i32)
+            .collect();
+        wait_zombies(&other_pids);
+        let mut reaped = reap_orphans(Some(own_pid));
+        reaped.sort();
+        assert_eq!(
+            reaped,
+            vec![
+                (other_pids[0], "exit status: 3".to_owned()),
+                (other_pids[1], "signal: 9 (SIGKILL)".to_owned()),
+            ]
+        );
+        assert_eq!(zombie_children(), vec![own_pid]);
+        assert_eq!(own.try_wait().unwrap().map(|s| s.code()), Some(Some(7)));
+
+        // The supervised child exits last.
+        let other_pid = sh("exit 4").id() as i32;
+        let mut own = sh("exit 5");
+        let own_pid = own.id() as i32;
+        wait_zombies(&[other_pid, own_pid]);
+        assert_eq!(
+            reap_orphans(Some(own_pid)),
+            vec![(other_pid, "exit status: 4".to_owned())]
+        );
+        assert_eq!(own.try_wait().unwrap().map(|s| s.code()), Some(Some(5)));
+        // Nothing left: no children at all.
+        assert_eq!(reap_orphans(None), vec![]);
+        assert!(zombie_children().is_empty());
     }
 
     /// The supervisor learns the build of the binary it runs, from its
