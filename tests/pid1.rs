@@ -52,7 +52,7 @@ const START_LIMIT: Duration = Duration::from_secs(30);
 const REAP_LIMIT: Duration = Duration::from_secs(10);
 
 /// One process as seen from this (the root) PID namespace.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 struct Proc {
     /// Pid here.
     pid: u32,
@@ -172,9 +172,10 @@ impl Pid1Broker {
             for _ in lines {}
         });
         let unshare_pid = unshare.id();
+        // From here on, dropping `b` cleans up (the broker is found below).
         let mut b = Pid1Broker {
             unshare,
-            broker: Proc::read(unshare_pid).expect("unshare is running"),
+            broker: Proc::default(),
             base: String::new(),
             stderr,
             agent: ureq::Agent::config_builder()
