@@ -2,8 +2,9 @@
 //! ([`RULE_SETS`]), read by every decision that depends on the version.
 //!
 //! The version is learned by running the binary with `--version` (the one
-//! the broker supervises, or `/proc/PID/exe` of the one it signals). Each
-//! proven version has a row:
+//! the broker supervises, or `/proc/PID/exe` of the one it signals), and
+//! its patches by `--help` and its command line ([`build_of`]). Each proven
+//! version has a row, and so has the one patched build that changes a rule:
 //!
 //! - **2.90** (Debian bookworm): SIGHUP kills it once a host with a `set:`
 //!   tag has done a DHCP exchange (fixed in 2.91), so while such hosts are
@@ -404,12 +405,6 @@ fn row(v: Version) -> &'static RuleSet {
         .expect("the table has this row")
 }
 
-/// Runs `binary --version` and parses it.
-pub fn version_of(binary: &Path) -> Option<Version> {
-    let out = Command::new(binary).arg("--version").output().ok()?;
-    Version::parse_banner(&String::from_utf8_lossy(&out.stdout))
-}
-
 /// The build of `binary`, run with `argv` (its whole command line, binary
 /// first; empty when not known): runs `binary --version` and `binary
 /// --help` (see [`Build::learn`]). `None` without a version banner.
@@ -423,11 +418,6 @@ pub fn build_of(binary: &Path, argv: &[String]) -> Option<Build> {
             .as_deref(),
         argv,
     )
-}
-
-/// The version of a running process, through `/proc/PID/exe`.
-pub fn version_of_pid(pid: i32) -> Option<Version> {
-    version_of(Path::new(&format!("/proc/{pid}/exe")))
 }
 
 /// The build of a running process: its binary through `/proc/PID/exe`, its

@@ -13,7 +13,7 @@
 //! TCP DNS workers when dnsmasq dies, whatever a `kubectl exec` session
 //! leaves behind. Unreaped, they stay zombies until the container
 //! restarts. So when its pid is 1 the monitor loop also reaps every exited
-//! child that is not the supervised dnsmasq ([`reap_orphans`]), and never
+//! child that is not the supervised dnsmasq (`reap_orphans`), and never
 //! dnsmasq itself: a reaper that took dnsmasq's exit status (`waitpid(-1)`)
 //! would leave `Child::try_wait` with nothing to report, and a dead
 //! dnsmasq would never be restarted. It peeks with `waitid(P_ALL, WEXITED
