@@ -13,9 +13,11 @@
 //! and a line longer than dnsmasq's 1024-byte read buffer is cut in two, the
 //! tail parsed as a line of its own (an injection path). The broker is the
 //! only place where such a mistake can still be answered with an error, so
-//! every entry is parsed here against dnsmasq's real grammar (dnsmasq 2.90,
-//! src/option.c) and only entries that dnsmasq reads exactly as meant are
-//! accepted.
+//! every entry is parsed here against dnsmasq's real grammar (src/option.c of
+//! dnsmasq 2.90, 2.91 and 2.93, the releases the broker supports) and only
+//! entries that each of them reads exactly as meant are accepted: where the
+//! releases differ (options only 2.93 types, `known_options`), a value must
+//! be one they all send alike.
 //!
 //! Every accepted entry is kept in a validated form ([`HostSpec`],
 //! [`OptionsSpec`]) whose `render()` cannot fail and always produces the

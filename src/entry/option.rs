@@ -17,6 +17,13 @@
 //!   skipped and only logged) and some silently change the value (a trailing
 //!   `s` after digits is a length marker and is dropped). [`check_value`]
 //!   follows dnsmasq's own characterisation and refuses both kinds.
+//! * the option's type depends on the release: 2.93 types DHCPv4 91, 92,
+//!   114 and DHCPv6 103, which 2.90 and 2.91 characterise from the value.
+//!   [`check_value`] reads the value as each release does and refuses it
+//!   unless they all send the same bytes (`3600i` for 91, not `3600`, which
+//!   2.90 sends in 2 bytes and 2.93 in 4; a URL for 114, not `10.0.0.1`,
+//!   which 2.90 sends as an address and 2.93 as text), and refuses the names
+//!   only 2.93 knows (`option:captive-portal`: 2.90 refuses the line).
 //!
 //! Values may hold commas and inner spaces, but never a control character,
 //! `"` (dnsmasq strips quotes), leading or trailing whitespace (trimmed) or
@@ -464,6 +471,18 @@ fn parse_option_field(s: &str) -> Result<OptionRef, String> {
     let family = if v6 { "DHCPv6" } else { "DHCPv4" };
     let help = if v6 { "dhcp6" } else { "dhcp" };
     match known_options::by_name(v6, body) {
+        Some(info) if !info.in_every_release() => Err(format!(
+            "{} is a name only {} and later know; {} refuse the line (`bad dhcp-option`): \
+             write the number, `{}`",
+            q(s),
+            known_options::releases_text(info.since, None),
+            known_options::releases_text(known_options::RELEASES[0], Some(info.since)),
+            if v6 {
+                format!("option6:{}", info.code)
+            } else {
+                info.code.to_string()
+            }
+        )),
         Some(info) if !info.internal => Ok(OptionRef {
             canonical: format!(
                 "{}:{}",
@@ -536,6 +555,106 @@ fn check_text(text: &str, what: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// What dnsmasq sends for a value: two readings that compare equal send
+/// the same bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Reading {
+    /// Hex octets, as written.
+    Hex,
+    /// A number (a decimal, or a time in seconds) sent big-endian in `len`
+    /// bytes.
+    Number { len: usize, value: u64 },
+    /// IPv4 addresses (with optional prefix lengths), as written.
+    Ipv4List,
+    /// IPv6 addresses, as written.
+    Ipv6List,
+    /// Domain names in DNS wire format.
+    DomainList,
+    /// DHCPv6 strings, each with a 2-byte length.
+    CStrings,
+    /// The text as written.
+    Text,
+}
+
+impl Reading {
+    /// How a message describes it.
+    fn describe(&self) -> String {
+        match self {
+            Reading::Hex => "hex octets".to_owned(),
+            Reading::Number { len, value } => format!(
+                "the number {value} in {len} byte{}",
+                if *len == 1 { "" } else { "s" }
+            ),
+            Reading::Ipv4List => "IPv4 addresses".to_owned(),
+            Reading::Ipv6List => "IPv6 addresses".to_owned(),
+            Reading::DomainList => "domain names".to_owned(),
+            Reading::CStrings => "a list of strings".to_owned(),
+            Reading::Text => "text".to_owned(),
+        }
+    }
+}
+
+/// Refuses a value that some supported dnsmasq would reject or encode
+/// differently from what it says, or that two supported releases would
+/// send differently (an option 2.93 types and 2.90/2.91 do not: see
+/// `known_options`). `value` is what follows the option's comma (possibly
+/// empty).
+fn check_value(opt: &OptionRef, value: &str) -> Result<(), String> {
+    let views = known_options::views(opt.info);
+    let mut first: Option<(known_options::View, Reading)> = None;
+    for view in views.iter().copied() {
+        let reading = read_value(opt, view.info, value).map_err(|e| {
+            if views.len() > 1 {
+                format!("{}: {e}", view.releases())
+            } else {
+                e
+            }
+        })?;
+        match &first {
+            None => first = Some((view, reading)),
+            Some((v0, r0)) if *r0 != reading => {
+                return Err(differing_readings(opt, value, (v0, r0), (&view, &reading)))
+            }
+            Some(_) => {}
+        }
+    }
+    Ok(())
+}
+
+/// The message for a value two releases send differently, with a value
+/// every release reads the same where there is one.
+fn differing_readings(
+    opt: &OptionRef,
+    value: &str,
+    (old, old_reading): (&known_options::View, &Reading),
+    (new, new_reading): (&known_options::View, &Reading),
+) -> String {
+    let name = opt_display(opt);
+    let hint = match (new.info.map(|i| i.kind), new_reading) {
+        (Some(Kind::Time), Reading::Number { value: secs, .. }) => format!(
+            "; write the seconds with dnsmasq's 4-byte marker, `{secs}i`, which every release \
+             sends as a 4-byte number"
+        ),
+        (Some(Kind::Time), _) => "; write the seconds with dnsmasq's 4-byte marker, like \
+             `3600i`"
+            .to_owned(),
+        (Some(Kind::Name), _) => "; every release sends a value as text once it holds a \
+             character other than hex digits, `.:-/,[]` and space, as a URI such as \
+             `https://portal.example/` does"
+            .to_owned(),
+        _ => String::new(),
+    };
+    format!(
+        "{} send {} for {name} as {}, {} as {}, so the entry would mean different things \
+         depending on the dnsmasq release{hint}",
+        old.releases(),
+        q(value),
+        old_reading.describe(),
+        new.releases(),
+        new_reading.describe(),
+    )
+}
+
 /// How dnsmasq ends up encoding a value.
 #[derive(Debug, PartialEq, Eq)]
 enum Encoding {
@@ -548,13 +667,17 @@ enum Encoding {
     Text,
 }
 
-/// Refuses a value dnsmasq would reject or encode differently from what it
-/// says. Follows `parse_dhcp_opt`: the value's characters decide whether it
-/// can be a decimal, hex octets, IPv4 or IPv6 addresses, and the option's
-/// type then picks the encoding. `value` is what follows the option's
-/// comma (possibly empty).
-fn check_value(opt: &OptionRef, value: &str) -> Result<(), String> {
-    let kind = opt.info.map_or(Kind::Untyped, |i| i.kind);
+/// What a dnsmasq whose table has `info` for the option (`None`: untyped)
+/// sends for `value`, or why it would refuse or misread it. Follows
+/// `parse_dhcp_opt`: the value's characters decide whether it can be a
+/// decimal, hex octets, IPv4 or IPv6 addresses, and the option's type then
+/// picks the encoding.
+fn read_value(
+    opt: &OptionRef,
+    info: Option<&'static OptInfo>,
+    value: &str,
+) -> Result<Reading, String> {
+    let kind = info.map_or(Kind::Untyped, |i| i.kind);
     let name = opt_display(opt);
     if value.is_empty() {
         if kind == Kind::AddrList {
@@ -563,12 +686,11 @@ fn check_value(opt: &OptionRef, value: &str) -> Result<(), String> {
                  (to send the option without a value, leave out the comma and value)"
             ));
         }
-        return Ok(());
+        return Ok(Reading::Text);
     }
     if kind == Kind::Time {
         return check_time(opt, &name, value);
     }
-
     // dnsmasq's characterisation of the value, character by character.
     let b = value.as_bytes();
     let (mut is_addr, mut is_addr6, mut is_hex, mut is_dec) = (true, true, true, true);
@@ -704,7 +826,7 @@ fn check_value(opt: &OptionRef, value: &str) -> Result<(), String> {
             ));
         }
     }
-    let len = match encoding {
+    let (len, reading) = match encoding {
         Encoding::Hex => {
             if opt.v6 && opt.code == 56 && value.parse::<Ipv6Addr>().is_ok() {
                 return Err(format!(
@@ -713,16 +835,23 @@ fn check_value(opt: &OptionRef, value: &str) -> Result<(), String> {
                     q(value)
                 ));
             }
-            check_hex(value, digs, &name)?
+            (check_hex(value, digs, &name)?, Reading::Hex)
         }
-        Encoding::Decimal => check_decimal(opt, eff, lenchar, &name)?,
-        Encoding::Ipv4List => check_ipv4_list(value, &name, opt.code == 120)?,
-        Encoding::Ipv6List => check_ipv6_list(value, &name)?,
-        Encoding::DomainList => {
-            check_domain_list(value, &name, if opt.code == 120 { 1 } else { 0 })?
+        Encoding::Decimal => {
+            let (len, value) = check_decimal(info, eff, lenchar, &name)?;
+            (len, Reading::Number { len, value })
         }
-        Encoding::CStrings => check_cstrings(value, &name)?,
-        Encoding::Text => value.len(),
+        Encoding::Ipv4List => (
+            check_ipv4_list(value, &name, opt.code == 120)?,
+            Reading::Ipv4List,
+        ),
+        Encoding::Ipv6List => (check_ipv6_list(value, &name)?, Reading::Ipv6List),
+        Encoding::DomainList => (
+            check_domain_list(value, &name, if opt.code == 120 { 1 } else { 0 })?,
+            Reading::DomainList,
+        ),
+        Encoding::CStrings => (check_cstrings(value, &name)?, Reading::CStrings),
+        Encoding::Text => (value.len(), Reading::Text),
     };
     if !opt.v6 && len > MAX_V4_OPTION_LEN {
         return Err(format!(
@@ -731,21 +860,35 @@ fn check_value(opt: &OptionRef, value: &str) -> Result<(), String> {
             q(value)
         ));
     }
-    Ok(())
+    Ok(reading)
 }
 
-/// `option 67 (bootfile-name)` and the like, for messages.
+/// `option 67 (bootfile-name)`, `option 114 (captive-portal in dnsmasq
+/// 2.93)` and the like, for messages.
 fn opt_display(opt: &OptionRef) -> String {
     let family = if opt.v6 { "DHCPv6 option" } else { "option" };
     match opt.info {
+        Some(info) if !info.in_every_release() => format!(
+            "{family} {} ({} in {})",
+            opt.code,
+            info.name,
+            known_options::releases_text(info.since, None)
+        ),
         Some(info) => format!("{family} {} ({})", opt.code, info.name),
         None => format!("{family} {}", opt.code),
     }
 }
 
 /// A time option's value: digits with an optional unit; sent in 4 bytes.
-fn check_time(opt: &OptionRef, name: &str, value: &str) -> Result<(), String> {
+/// A final `i` after the digits (dnsmasq's "4 bytes" marker) is cut off
+/// before the time is read, so `3600i` is 3600 seconds: the one spelling
+/// that an untyped option's reading (a 4-byte decimal) agrees with.
+fn check_time(opt: &OptionRef, name: &str, value: &str) -> Result<Reading, String> {
+    let marked = value
+        .strip_suffix('i')
+        .filter(|d| !d.is_empty() && d.bytes().all(|b| b.is_ascii_digit()));
     let per = match value.bytes().last().map(|b| b.to_ascii_lowercase()) {
+        _ if marked.is_some() => None,
         Some(b's') => Some(1u64),
         Some(b'm') => Some(60),
         Some(b'h') => Some(3_600),
@@ -754,9 +897,10 @@ fn check_time(opt: &OptionRef, name: &str, value: &str) -> Result<(), String> {
         _ => None,
     };
     // The unit is one ASCII byte, so cutting it off keeps a char boundary.
-    let (digits, per) = match per {
-        Some(per) => (&value[..value.len() - 1], per),
-        None => (value, 1),
+    let (digits, per) = match (marked, per) {
+        (Some(d), _) => (d, 1),
+        (None, Some(per)) => (&value[..value.len() - 1], per),
+        (None, None) => (value, 1),
     };
     if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
         let hint = if !opt.v6 && opt.code == 59 {
@@ -777,13 +921,17 @@ fn check_time(opt: &OptionRef, name: &str, value: &str) -> Result<(), String> {
     } else {
         trimmed.parse().unwrap_or(0)
     };
-    if amount.saturating_mul(per) > i32::MAX as u64 {
+    let seconds = amount.saturating_mul(per);
+    if seconds > i32::MAX as u64 {
         return Err(format!(
             "{} is too large a time for {name}: dnsmasq computes it in a 32-bit signed integer",
             q(value)
         ));
     }
-    Ok(())
+    Ok(Reading::Number {
+        len: 4,
+        value: seconds,
+    })
 }
 
 /// Hex octets `aa:bb:…`: each one or two hex digits, so that dnsmasq's
@@ -800,14 +948,15 @@ fn check_hex(value: &str, digs: usize, name: &str) -> Result<usize, String> {
     Ok(digs)
 }
 
-/// A decimal: dnsmasq sends it in the option's size, or in 1, 2 or 4 bytes
-/// by magnitude, or as marked by a `b`/`s`/`i` suffix. Returns the length.
+/// A decimal: dnsmasq sends it in the option's size (`info`: the table
+/// entry the release reading it has), or in 1, 2 or 4 bytes by magnitude,
+/// or as marked by a `b`/`s`/`i` suffix. Returns the length and the value.
 fn check_decimal(
-    opt: &OptionRef,
+    info: Option<&'static OptInfo>,
     digits: &str,
     lenchar: Option<u8>,
     name: &str,
-) -> Result<usize, String> {
+) -> Result<(usize, u64), String> {
     // dnsmasq keeps a value of digits and `-` as a decimal and reads it with
     // atoi(), which stops at the first `-` (or reads a negative number).
     if !digits.bytes().all(|b| b.is_ascii_digit()) {
@@ -830,7 +979,7 @@ fn check_decimal(
             q(digits)
         ));
     }
-    let by_size = match opt.info.map(|i| (i.kind, i.internal)) {
+    let by_size = match info.map(|i| (i.kind, i.internal)) {
         Some((Kind::Fixed(n), _)) => Some(usize::from(n)),
         Some((_, true)) if lenchar.is_none() => {
             return Err(format!(
@@ -859,7 +1008,7 @@ fn check_decimal(
             if len == 1 { "" } else { "s" }
         ));
     }
-    Ok(len)
+    Ok((len, val))
 }
 
 /// IPv4 addresses, each optionally with `/<prefix length>`. Returns the
@@ -1175,6 +1324,89 @@ mod tests {
             };
             assert_eq!(spec.render(), format!("{line}\n"));
         }
+    }
+
+    /// DHCPv4 91, 92, 114 and DHCPv6 103 are typed in 2.93 and untyped in
+    /// 2.90 and 2.91: only values both read alike are accepted.
+    #[test]
+    fn options_typed_only_by_2_93_take_values_every_release_reads_alike() {
+        for line in [
+            // 91: a 4-byte number of seconds in every release.
+            "tag:a,91,3600i",
+            "tag:a,91,0i",
+            "tag:a,91,70000",
+            "tag:a,91,2147483647",
+            // 92: addresses are addresses to an untyped option too.
+            "tag:a,92,10.0.0.5",
+            "tag:a,92,10.0.0.5,10.0.0.6",
+            "tag:a,92",
+            // 114, option6:103: text that 2.90 and 2.91 keep as text.
+            "tag:a,114,https://portal.example/cp?x=1",
+            "tag:a,114,abc",
+            "tag:a,option6:103,https://[fd00::1]/portal",
+            "tag:a,option6:103,https://portal.example/",
+        ] {
+            let spec = match from_lines(&[line]) {
+                Ok(s) => s,
+                Err(e) => panic!("{line:?} refused: {e}"),
+            };
+            assert_eq!(spec.render(), format!("{line}\n"));
+        }
+        // Values two releases send differently: the message names both
+        // readings and, for the time, the spelling that works.
+        for (line, bad, says) in [
+            ("tag:a,91,3600", "`3600`", "`3600i`"),
+            ("tag:a,91,1h", "`1h`", "`3600i`"),
+            ("tag:a,91,3600s", "`3600s`", "`3600i`"),
+            ("tag:a,91,65535", "`65535`", "the number 65535 in 2 bytes"),
+            ("tag:a,114,10.0.0.1", "`10.0.0.1`", "IPv4 addresses"),
+            ("tag:a,114,1234", "`1234`", "the number 1234 in 2 bytes"),
+            ("tag:a,114,ab:cd", "`ab:cd`", "hex octets"),
+            ("tag:a,option6:103,42", "`42`", "the number 42 in 1 byte"),
+        ] {
+            let e = bad_line(line, bad);
+            assert!(
+                e.message.contains(says)
+                    && e.message.contains("dnsmasq 2.90 and 2.91")
+                    && e.message.contains("dnsmasq 2.93"),
+                "{line}: {}",
+                e.message
+            );
+        }
+        // Values one release refuses or misreads.
+        for (line, bad, says) in [
+            ("tag:a,91,00:00:0e:10", "`00:00:0e:10`", "is a time"),
+            ("tag:a,91,5b", "`5b`", "is a time"),
+            ("tag:a,92,gw", "`gw`", "bad IP address"),
+            ("tag:a,92,", "empty value", "dnsmasq 2.93"),
+            (
+                "tag:a,option6:103,fd00::1",
+                "`fd00::1`",
+                "dnsmasq 2.90 and 2.91",
+            ),
+        ] {
+            let e = bad_line(line, bad);
+            assert!(e.message.contains(says), "{line}: {}", e.message);
+        }
+        // Their names: only 2.93 knows them, so 2.90 and 2.91 would refuse.
+        for (line, number) in [
+            ("tag:a,option:captive-portal,https://p.example/", "`114`"),
+            ("tag:a,option:last-transaction,3600i", "`91`"),
+            ("tag:a,option:associated-ip,10.0.0.1", "`92`"),
+            (
+                "tag:a,option6:Captive-Portal,https://p.example/",
+                "`option6:103`",
+            ),
+        ] {
+            let e = bad_line(line, number);
+            assert!(
+                e.message.contains("only dnsmasq 2.93") && e.message.contains("2.90 and 2.91"),
+                "{line}: {}",
+                e.message
+            );
+        }
+        // A time option every release types takes the 4-byte marker too.
+        assert!(from_lines(&["tag:a,option:t1,3600i"]).is_ok());
     }
 
     #[test]

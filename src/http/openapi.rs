@@ -481,9 +481,9 @@ fn schemas() -> Value {
     let option = json!({"type": "object", "additionalProperties": false, "properties": {
         "tags": tag(true),
         "option": {"type": ["string", "integer"], "pattern": "^([1-9][0-9]{0,2}|option:[A-Za-z0-9-]+|option6:([0-9]+|[A-Za-z0-9-]+))$", "minimum": 1, "maximum": 255,
-                   "description": "1–255, `option:<name>` or `option6:<number|name>`, a name dnsmasq knows"},
+                   "description": "1–255, `option:<name>` or `option6:<number|name>`, a name every supported dnsmasq (2.90, 2.91, 2.93) knows: the names only 2.93 knows (`captive-portal`, `last-transaction`, `associated-ip`) are refused, give their numbers"},
         "value": {"type": ["string", "null"], "pattern": "^[^\\u0000-\\u001f\\u007f-\\u009f]*$",
-                  "description": "Checked against the option's type as dnsmasq parses it (addresses, times, numbers, text)"}
+                  "description": "Checked against the option's type as dnsmasq parses it (addresses, times, numbers, text), in every supported release: where 2.93 types an option that 2.90 and 2.91 do not (DHCPv4 91, 92, 114; DHCPv6 103), only values all send alike are accepted (91: `3600i`; 114 and option6:103: a URL)"}
     }, "required": ["option"]});
     let spec_for = |kind: &str| {
         if kind == "host" {

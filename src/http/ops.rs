@@ -99,7 +99,7 @@ async fn status(State(state): State<AppState>) -> Json<Value> {
     .unwrap_or_else(|_| (None, state.reloads.rules()));
     let mut dnsmasq = serde_json::to_value(dnsmasq).unwrap_or(Value::Null);
     if let Value::Object(d) = &mut dnsmasq {
-        d.insert("rules".into(), json!(rules.set.version.to_string()));
+        d.insert("rules".into(), json!(rules.set.name()));
     }
     let progress = state.reloads.progress();
     let model = state.reloads.model_stats();

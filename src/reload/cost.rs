@@ -27,6 +27,15 @@
 //! start the same plus the overhead: a restart never pays off, and the
 //! model never predicts that it does (nor any growth from churn).
 //!
+//! **2.93 with understack's `--conf-poll` patch** (row `2.93+conf-poll`,
+//! recognised by its options: `dnsmasq::Build`). The patch gives the DHCP
+//! directories the name list back (`dyndir_addhosts` walks it per file at
+//! each SIGHUP), so its SIGHUPs are modelled exactly as 2.91's, with 2.91's
+//! prior: `k` is then fitted from this build's own stalls, and a restart is
+//! chosen once it is predicted cheaper, as on 2.91. The growth is reasoned
+//! from the patch, not measured on a patched build; the fitted `k` corrects
+//! the level, not the shape.
+//!
 //! [`Churn`] keeps the list as dnsmasq 2.91 does, in order (counted on
 //! every version, costing only where the version says so), and fits `k`
 //! (and the restart overhead) from the stalls the scheduler measures, to
@@ -639,6 +648,40 @@ mod tests {
             costs.restart_next(RestartMode::Always, true),
             "unless asked"
         );
+    }
+
+    /// understack's `--conf-poll` build says 2.93 but keeps the name list:
+    /// the same churn as in the 2.91 test above (stalls as measured on
+    /// 2.91) makes the model restart it, where stock 2.93 never is.
+    #[test]
+    fn on_2_93_with_conf_poll_a_restart_pays_off_after_churn_as_on_2_91() {
+        use crate::reload::dnsmasq::Build;
+        let patched = Rules::for_build(Some(Build {
+            version: Version(2, 93),
+            conf_poll: true,
+        }));
+        assert_eq!(patched.set.cost, facts(91));
+        let mut c = Churn::new([names("a", 5000), vec![]], true, patched.set.cost);
+        c.observe_sighup(Duration::from_millis(120));
+        churn_round(&mut c, "a", "b", 5000, 0.35);
+        churn_round(&mut c, "b", "c", 5000, 0.67);
+        replace(&mut c, "c", "d", 5000);
+        let s = c.stats();
+        assert!(s.names_cost, "{s:?}");
+        assert_eq!((s.names_seen, s.factor), ([20000, 0], 7.0));
+        assert!(s.restart_is_cheaper(), "{s:?}");
+        let costs = Costs::new(c, 0);
+        assert!(costs.restart_next(RestartMode::Auto, true));
+
+        // The same stalls on stock 2.93's facts: never a restart.
+        let mut c = Churn::new([names("a", 5000), vec![]], true, facts(93));
+        c.observe_sighup(Duration::from_millis(120));
+        churn_round(&mut c, "a", "b", 5000, 0.35);
+        churn_round(&mut c, "b", "c", 5000, 0.67);
+        replace(&mut c, "c", "d", 5000);
+        let costs = Costs::new(c, 0);
+        assert!(!costs.stats().names_cost);
+        assert!(!costs.restart_next(RestartMode::Auto, true));
     }
 
     #[test]

@@ -2,8 +2,9 @@
 //! ([`RULE_SETS`]), read by every decision that depends on the version.
 //!
 //! The version is learned by running the binary with `--version` (the one
-//! the broker supervises, or `/proc/PID/exe` of the one it signals). Each
-//! proven version has a row:
+//! the broker supervises, or `/proc/PID/exe` of the one it signals), and
+//! its patches by `--help` and its command line ([`build_of`]). Each proven
+//! version has a row, and so has the one patched build that changes a rule:
 //!
 //! - **2.90** (Debian bookworm): SIGHUP kills it once a host with a `set:`
 //!   tag has done a DHCP exchange (fixed in 2.91), so while such hosts are
@@ -21,6 +22,23 @@
 //!   names came and went, and a restart (which reads the same files, plus
 //!   exiting and starting) never pays off.
 //!
+//! - **2.93 with understack's `--conf-poll` patch** (the row
+//!   `2.93+conf-poll`): as 2.93, except the cost. To track modification
+//!   times the patch makes `--dhcp-hostsdir` and `--dhcp-optsdir` keep the
+//!   list of every file name seen again (never pruned, walked by
+//!   `dyndir_addhosts` once per file at each SIGHUP and each poll pass),
+//!   whether or not `--conf-poll` is given: so a SIGHUP costs (files) ×
+//!   (names ever seen) as on 2.91, and the row carries 2.91's cost facts
+//!   (reasoned from the patch, `examples/understack/README.md`; no patched
+//!   build is measured here). `--version` says 2.93 all the same, so the
+//!   broker tells the build by its options ([`Build::learn`]): the patched
+//!   binary's `--help` lists `--conf-poll`, and a command line holding
+//!   `--conf-poll` (or `--conf-poll-interval`) proves it too, since stock
+//!   dnsmasq refuses an option it does not know ("bad command line
+//!   options"). `--help` decides because the name list comes with the
+//!   patch, not with the flag; the command line is the fallback when
+//!   `--help` cannot be run or read.
+//!
 //! The shadowing rules (`reload::shadow`) hold on all three: `find_config`,
 //! `option_filter`, `dhcp_update_configs` and the `dhcp-host` parser are the
 //! same code in 2.90, 2.91 and 2.93, and `tests/shadow_e2e.rs` proves them
@@ -33,7 +51,9 @@
 //! be learned (no `--version` banner, `/proc/PID/exe` unreadable, a reload
 //! `command`) the broker uses 2.91's rules and says so: it sends SIGHUP,
 //! and a dnsmasq found dead after one is counted, reported, and (when
-//! supervised) restarted at once.
+//! supervised) restarted at once. A `--conf-poll` build of a version whose
+//! stock row already counts names (2.90, 2.91) keeps that row; one of a
+//! version that borrows 2.93's row (a newer one) gets `2.93+conf-poll`.
 
 use std::path::Path;
 use std::process::Command;
@@ -64,6 +84,75 @@ impl Version {
         let minor = parts.next()?.parse().ok()?;
         Some(Version(major, minor))
     }
+}
+
+/// A dnsmasq binary as far as the rules care: its version, and whether it
+/// carries understack's `--conf-poll` patch (which `--version` does not
+/// show).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Build {
+    /// What `--version` says.
+    pub version: Version,
+    /// The binary knows `--conf-poll`: its DHCP directories keep the list
+    /// of every file name seen, as 2.91's do.
+    pub conf_poll: bool,
+}
+
+impl Build {
+    /// A build without patches the rules know of.
+    pub fn stock(version: Version) -> Build {
+        Build {
+            version,
+            conf_poll: false,
+        }
+    }
+
+    /// The build from the output of `--version` and `--help` (`None`: not
+    /// run or not readable) and the command line it runs with (`argv`,
+    /// empty when not known). `None` without a version banner.
+    pub fn learn(version_text: &str, help_text: Option<&str>, argv: &[String]) -> Option<Build> {
+        let version = Version::parse_banner(version_text)?;
+        let in_help = help_text.is_some_and(lists_conf_poll);
+        let in_argv = argv.iter().skip(1).any(|a| {
+            a.split('=')
+                .next()
+                .is_some_and(|o| o == "--conf-poll" || o == "--conf-poll-interval")
+        });
+        Some(Build {
+            version,
+            conf_poll: in_help || in_argv,
+        })
+    }
+}
+
+impl std::fmt::Display for Build {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.conf_poll {
+            write!(f, "{} (with --conf-poll)", self.version)
+        } else {
+            write!(f, "{}", self.version)
+        }
+    }
+}
+
+/// Whether dnsmasq's `--help` text lists the option `--conf-poll` (as an
+/// option of its own: `--conf-poll-interval` alone, or `--conf-polling`,
+/// is not it).
+pub fn lists_conf_poll(help: &str) -> bool {
+    help.match_indices("--conf-poll").any(|(at, m)| {
+        !help[at + m.len()..]
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    })
+}
+
+/// A patch a row of the table is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Patch {
+    /// understack's `--conf-poll`.
+    ConfPoll,
 }
 
 /// What SIGHUP does to a dnsmasq holding `set:` hosts that have leased.
@@ -105,6 +194,9 @@ pub struct CostFacts {
 pub struct RuleSet {
     /// The version the rules were proven on, and the row's name.
     pub version: Version,
+    /// The patched build the row is for (`None`: the stock release). Its
+    /// name is then `<version>+<patch>`.
+    pub patch: Option<Patch>,
     /// What SIGHUP does once `set:` hosts have leased.
     pub tagged_sighup: TaggedSighup,
     /// What a SIGHUP costs.
@@ -112,6 +204,14 @@ pub struct RuleSet {
 }
 
 impl RuleSet {
+    /// The row's name: `2.93`, `2.93+conf-poll`.
+    pub fn name(&self) -> String {
+        match self.patch {
+            None => self.version.to_string(),
+            Some(Patch::ConfPoll) => format!("{}+conf-poll", self.version),
+        }
+    }
+
     /// Whether a restart instead of a SIGHUP can ever cost less.
     pub fn restart_can_pay_off(&self) -> bool {
         self.cost.growth == Growth::FilesTimesNamesSeen
@@ -127,21 +227,24 @@ const NAMES_COST: CostFacts = CostFacts {
     min_units: 125_000.0,
 };
 
-/// The proven versions, oldest first.
-pub static RULE_SETS: [RuleSet; 3] = [
+/// The proven versions, oldest first, then the patched builds.
+pub static RULE_SETS: [RuleSet; 4] = [
     RuleSet {
         version: Version(2, 90),
+        patch: None,
         tagged_sighup: TaggedSighup::Crashes,
         // inotify.c is 2.91's, byte for byte.
         cost: NAMES_COST,
     },
     RuleSet {
         version: Version(2, 91),
+        patch: None,
         tagged_sighup: TaggedSighup::Survives,
         cost: NAMES_COST,
     },
     RuleSet {
         version: Version(2, 93),
+        patch: None,
         tagged_sighup: TaggedSighup::Survives,
         // 0.25–0.30 s for a SIGHUP over 10,000 Ironic host files, the same
         // after any amount of name churn.
@@ -151,7 +254,19 @@ pub static RULE_SETS: [RuleSet; 3] = [
             min_units: 1000.0,
         },
     },
+    RuleSet {
+        version: Version(2, 93),
+        patch: Some(Patch::ConfPoll),
+        tagged_sighup: TaggedSighup::Survives,
+        // The name list is back: 2.91's facts (reasoned, not measured).
+        cost: NAMES_COST,
+    },
 ];
+
+/// The stock rows, oldest first.
+fn stock_rows() -> impl DoubleEndedIterator<Item = &'static RuleSet> {
+    RULE_SETS.iter().filter(|r| r.patch.is_none())
+}
 
 /// How the version in force relates to the table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -177,28 +292,49 @@ pub struct Rules {
     pub version: Option<Version>,
     /// How that version relates to the row.
     pub fit: Fit,
+    /// The binary carries understack's `--conf-poll` patch.
+    pub conf_poll: bool,
 }
 
 impl Rules {
-    /// The rules for a dnsmasq of `version` (`None`: not known).
+    /// The rules for a stock dnsmasq of `version` (`None`: not known).
     pub fn for_version(version: Option<Version>) -> Rules {
-        let newest = &RULE_SETS[RULE_SETS.len() - 1];
+        Rules::for_build(version.map(Build::stock))
+    }
+
+    /// The rules for a dnsmasq `build` (`None`: not known): the row of its
+    /// version (or the one it borrows), or that row's `--conf-poll` row
+    /// when the build has the patch and the table has one.
+    pub fn for_build(build: Option<Build>) -> Rules {
+        let version = build.map(|b| b.version);
+        let conf_poll = build.is_some_and(|b| b.conf_poll);
+        let newest = stock_rows().next_back().expect("the table has stock rows");
+        let oldest = stock_rows().next().expect("the table has stock rows");
         let (set, fit) = match version {
             None => (row(Version(2, 91)), Fit::Unknown),
-            Some(v) => match RULE_SETS.iter().find(|r| r.version == v) {
+            Some(v) => match stock_rows().find(|r| r.version == v) {
                 Some(r) => (r, Fit::Proven),
                 None if v > newest.version => (newest, Fit::Newer),
                 None => (
-                    RULE_SETS
-                        .iter()
-                        .rev()
-                        .find(|r| r.version < v)
-                        .unwrap_or(&RULE_SETS[0]),
+                    stock_rows().rev().find(|r| r.version < v).unwrap_or(oldest),
                     Fit::Unproven,
                 ),
             },
         };
-        Rules { set, version, fit }
+        let patched = RULE_SETS
+            .iter()
+            .find(|r| r.patch == Some(Patch::ConfPoll) && r.version == set.version);
+        let set = if conf_poll {
+            patched.unwrap_or(set)
+        } else {
+            set
+        };
+        Rules {
+            set,
+            version,
+            fit,
+            conf_poll,
+        }
     }
 
     /// Whether a SIGHUP would kill this dnsmasq once `set:` hosts leased.
@@ -226,13 +362,36 @@ impl Rules {
         }
     }
 
+    /// What to tell the operator about a patched build (the log line when
+    /// the rules come into force, and `/v1/status`).
+    pub fn note(&self) -> Option<String> {
+        if !self.conf_poll {
+            return None;
+        }
+        let v = self
+            .version
+            .map_or_else(|| "of an unknown version".to_owned(), |v| v.to_string());
+        Some(match self.set.patch {
+            Some(Patch::ConfPoll) => format!(
+                "dnsmasq {v} has understack's --conf-poll patch, which makes --dhcp-hostsdir and --dhcp-optsdir keep every file name ever seen (stock {} keeps none), so a SIGHUP's cost grows with file-name churn as on 2.91: the broker applies 2.91's name-cost facts (reasoned from the patch, not measured) and, when it supervises dnsmasq, may restart it instead of a SIGHUP once that is predicted cheaper",
+                self.set.version
+            ),
+            None => format!(
+                "dnsmasq {v} has understack's --conf-poll patch; the rules of {} already count every file name seen",
+                self.set.name()
+            ),
+        })
+    }
+
     /// The status object: the row, how the version fits it, and its facts.
     pub fn status(&self) -> serde_json::Value {
         serde_json::json!({
-            "set": self.set.version.to_string(),
+            "set": self.set.name(),
             "dnsmasq_version": self.version.map(|v| v.to_string()),
+            "conf_poll": self.conf_poll,
             "fit": self.fit,
             "warning": self.warning(),
+            "note": self.note(),
             "sighup_with_set_tags": self.set.tagged_sighup,
             "sighup_cost": self.set.cost.growth,
             "restart_can_pay_off": self.set.restart_can_pay_off(),
@@ -241,21 +400,38 @@ impl Rules {
 }
 
 fn row(v: Version) -> &'static RuleSet {
-    RULE_SETS
-        .iter()
+    stock_rows()
         .find(|r| r.version == v)
         .expect("the table has this row")
 }
 
-/// Runs `binary --version` and parses it.
-pub fn version_of(binary: &Path) -> Option<Version> {
+/// The build of `binary`, run with `argv` (its whole command line, binary
+/// first; empty when not known): runs `binary --version` and `binary
+/// --help` (see [`Build::learn`]). `None` without a version banner.
+pub fn build_of(binary: &Path, argv: &[String]) -> Option<Build> {
     let out = Command::new(binary).arg("--version").output().ok()?;
-    Version::parse_banner(&String::from_utf8_lossy(&out.stdout))
+    let help = Command::new(binary).arg("--help").output().ok();
+    Build::learn(
+        &String::from_utf8_lossy(&out.stdout),
+        help.as_ref()
+            .map(|h| String::from_utf8_lossy(&h.stdout))
+            .as_deref(),
+        argv,
+    )
 }
 
-/// The version of a running process, through `/proc/PID/exe`.
-pub fn version_of_pid(pid: i32) -> Option<Version> {
-    version_of(Path::new(&format!("/proc/{pid}/exe")))
+/// The build of a running process: its binary through `/proc/PID/exe`, its
+/// command line from `/proc/PID/cmdline`.
+pub fn build_of_pid(pid: i32) -> Option<Build> {
+    let argv: Vec<String> = std::fs::read(format!("/proc/{pid}/cmdline"))
+        .map(|raw| {
+            raw.split(|b| *b == 0)
+                .filter(|a| !a.is_empty())
+                .map(|a| String::from_utf8_lossy(a).into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    build_of(Path::new(&format!("/proc/{pid}/exe")), &argv)
 }
 
 /// Why dnsmasq, once it has dropped privileges to `nobody` (`-k` and daemon
@@ -364,6 +540,161 @@ mod tests {
             .warning()
             .unwrap()
             .contains("a reload is sent whenever one is due"));
+    }
+
+    /// The help text of a dnsmasq 2.93 with understack's patch, as far as
+    /// it matters (the patch adds both options; the wording is made up).
+    const PATCHED_HELP: &str = "Usage: dnsmasq [options]\n\nValid options are:\n\
+        -7, --conf-dir=<path>             Read configuration from all the files in this directory.\n\
+            --conf-poll                   Poll the dynamic directories for changes.\n\
+            --conf-poll-interval=<secs>   Seconds between polls.\n";
+    const STOCK_HELP: &str = "Usage: dnsmasq [options]\n\nValid options are:\n\
+        -7, --conf-dir=<path>             Read configuration from all the files in this directory.\n\
+            --dhcp-hostsdir=<path>        Read DHCP host specs from a directory.\n";
+    const BANNER: &str = "Dnsmasq version 2.93  Copyright (c) 2000-2025 Simon Kelley\n";
+
+    fn argv(args: &[&str]) -> Vec<String> {
+        args.iter().map(|a| a.to_string()).collect()
+    }
+
+    #[test]
+    fn conf_poll_is_learned_from_help_or_the_command_line() {
+        let b = Build::learn(BANNER, Some(PATCHED_HELP), &[]).unwrap();
+        assert_eq!(
+            b,
+            Build {
+                version: Version(2, 93),
+                conf_poll: true
+            }
+        );
+        assert_eq!(b.to_string(), "2.93 (with --conf-poll)");
+        // Stock help, understack's command line without the flag.
+        let dnsmasq = argv(&["/usr/sbin/dnsmasq", "--no-daemon"]);
+        let b = Build::learn(BANNER, Some(STOCK_HELP), &dnsmasq).unwrap();
+        assert_eq!(b, Build::stock(Version(2, 93)));
+        assert_eq!(b.to_string(), "2.93");
+        // No help text, but the command line has the flag: stock dnsmasq
+        // would have refused it.
+        for flag in ["--conf-poll", "--conf-poll-interval=2"] {
+            let cmd = argv(&["/usr/sbin/dnsmasq", "--no-daemon", flag]);
+            assert!(
+                Build::learn(BANNER, None, &cmd).unwrap().conf_poll,
+                "{flag}"
+            );
+        }
+        // Only as the program's own name, or as a longer option: no.
+        let odd = argv(&["--conf-poll", "--conf-polling"]);
+        assert!(!Build::learn(BANNER, None, &odd).unwrap().conf_poll);
+        assert!(!lists_conf_poll("    --conf-polling   something else\n"));
+        assert!(!lists_conf_poll("    --conf-poll-interval=<secs>\n"));
+        assert!(lists_conf_poll("    --conf-poll"));
+        // No banner, no build.
+        assert_eq!(Build::learn("", Some(PATCHED_HELP), &[]), None);
+    }
+
+    /// A fake dnsmasq: prints `banner` for `--version`, `help` for
+    /// `--help`.
+    fn fake_dnsmasq(dir: &Path, banner: &str, help: &str) -> std::path::PathBuf {
+        use std::os::unix::fs::PermissionsExt;
+        let path = dir.join("dnsmasq");
+        std::fs::write(dir.join("banner"), banner).unwrap();
+        std::fs::write(dir.join("help"), help).unwrap();
+        let script = format!(
+            "#!/bin/sh\ncase \"$1\" in\n--version) exec cat '{0}/banner' ;;\n--help) exec cat '{0}/help' ;;\nesac\nexit 1\n",
+            dir.display()
+        );
+        std::fs::write(&path, script).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        path
+    }
+
+    #[test]
+    fn a_binary_is_asked_for_its_version_and_options() {
+        let dir = tempfile::tempdir().unwrap();
+        let bin = fake_dnsmasq(dir.path(), BANNER, PATCHED_HELP);
+        let b = build_of(&bin, &[]).unwrap();
+        assert_eq!((b.version, b.conf_poll), (Version(2, 93), true));
+        let bin = fake_dnsmasq(dir.path(), BANNER, STOCK_HELP);
+        assert_eq!(build_of(&bin, &[]), Some(Build::stock(Version(2, 93))));
+        let cmd = argv(&[bin.to_str().unwrap(), "--keep-in-foreground", "--conf-poll"]);
+        assert!(build_of(&bin, &cmd).unwrap().conf_poll);
+        let bin = fake_dnsmasq(dir.path(), "no banner\n", PATCHED_HELP);
+        assert_eq!(build_of(&bin, &[]), None);
+        assert_eq!(build_of(&dir.path().join("missing"), &[]), None);
+    }
+
+    /// The real stock builds are not taken for patched ones. Needs them:
+    /// `cargo test --lib -- --ignored`.
+    #[test]
+    #[ignore = "needs dnsmasq 2.90, 2.91 and 2.93 (scripts/install-test-deps.sh)"]
+    fn stock_builds_are_stock() {
+        let top = Path::new(env!("CARGO_MANIFEST_DIR"));
+        for (bin, minor) in [
+            (Path::new("/usr/sbin/dnsmasq").to_path_buf(), 90),
+            (top.join("target/dnsmasq-2.91/dnsmasq"), 91),
+            (top.join("target/dnsmasq-2.93/dnsmasq"), 93),
+        ] {
+            let b = build_of(&bin, &[bin.display().to_string()]).unwrap_or_else(|| {
+                panic!(
+                    "{} is missing or gives no banner: run scripts/install-test-deps.sh",
+                    bin.display()
+                )
+            });
+            assert_eq!(b, Build::stock(Version(2, minor)), "{}", bin.display());
+        }
+    }
+
+    /// understack's build: 2.93's rules but 2.91's name costs, and the
+    /// status and the log say why.
+    #[test]
+    fn a_conf_poll_build_gets_the_name_costs_of_2_91() {
+        let build = |minor, conf_poll| {
+            Rules::for_build(Some(Build {
+                version: Version(2, minor),
+                conf_poll,
+            }))
+        };
+        let r = build(93, true);
+        assert_eq!(r.set.name(), "2.93+conf-poll");
+        assert_eq!(r.set.version, Version(2, 93));
+        assert_eq!(r.fit, Fit::Proven);
+        assert_eq!(r.set.cost, rules(Some((2, 91))).set.cost);
+        assert_eq!(r.set.cost.growth, Growth::FilesTimesNamesSeen);
+        assert!(r.set.restart_can_pay_off());
+        assert!(!r.crashes_on_tagged_sighup());
+        assert_eq!(r.warning(), None);
+        let note = r.note().unwrap();
+        assert!(
+            note.contains("--conf-poll") && note.contains("2.91's name-cost facts"),
+            "{note}"
+        );
+        let s = r.status();
+        assert_eq!(s["set"], "2.93+conf-poll");
+        assert_eq!(s["dnsmasq_version"], "2.93");
+        assert_eq!(s["conf_poll"], true);
+        assert_eq!(s["sighup_cost"], "files_times_names_seen");
+        assert_eq!(s["restart_can_pay_off"], true);
+        assert!(s["note"].is_string());
+        // Stock 2.93 is unchanged.
+        let r = build(93, false);
+        assert_eq!(
+            (r.set.name(), r.set.cost.growth),
+            ("2.93".into(), Growth::Files)
+        );
+        assert_eq!(
+            (r.note(), r.status()["conf_poll"].clone()),
+            (None, false.into())
+        );
+        // A newer patched build borrows the patched row, with the warning.
+        let r = build(94, true);
+        assert_eq!((r.set.name(), r.fit), ("2.93+conf-poll".into(), Fit::Newer));
+        assert!(r.warning().is_some() && r.note().is_some());
+        // 2.91's own row already counts names: kept, and noted.
+        let r = build(91, true);
+        assert_eq!(r.set.name(), "2.91");
+        assert!(r.note().unwrap().contains("already count"));
+        // Unknown versions still get 2.91's row, patched or not.
+        assert_eq!(Rules::for_build(None).set.name(), "2.91");
     }
 
     #[test]

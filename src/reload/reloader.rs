@@ -4,7 +4,7 @@
 
 use serde::Serialize;
 
-use super::dnsmasq::Version;
+use super::dnsmasq::{Build, Version};
 
 /// What is known about the dnsmasq process being reloaded.
 #[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
@@ -45,6 +45,14 @@ pub trait Reloader: Send + Sync {
     /// (it can run `dnsmasq --version`).
     fn version(&self) -> Option<Version> {
         None
+    }
+
+    /// The build of the dnsmasq reloaded: its version and the patches the
+    /// rules know of (understack's `--conf-poll`). By default a stock build
+    /// of [`Reloader::version`]. May block briefly (it can run `dnsmasq
+    /// --help`).
+    fn build(&self) -> Option<Build> {
+        self.version().map(Build::stock)
     }
 
     /// Whether [`Reloader::restart`] is available (a supervised dnsmasq).

@@ -171,23 +171,26 @@ impl ReloadScheduler {
         lock(&self.rules).unwrap_or_else(|| Rules::for_version(None))
     }
 
-    /// Asks the reloader for dnsmasq's version (blocking: it may run
-    /// `dnsmasq --version`) and puts that version's rules in force, saying
-    /// so in the log when they change.
+    /// Asks the reloader for dnsmasq's build (version and known patches;
+    /// blocking: it may run `dnsmasq --version` and `--help`) and puts that
+    /// build's rules in force, saying so in the log when they change.
     pub fn refresh_rules(&self) -> Rules {
-        let new = Rules::for_version(self.reloader.version());
+        let new = Rules::for_build(self.reloader.build());
         let old = lock(&self.rules).replace(new);
         if old != Some(new) {
             lock(&self.costs).churn().set_facts(new.set.cost);
             match new.warning() {
                 // Nothing is reloaded with method `none`: no version to know.
                 _ if self.reloader.method() == "none" => {}
-                Some(w) => tracing::warn!(rules = %new.set.version, "{w}"),
+                Some(w) => tracing::warn!(rules = %new.set.name(), "{w}"),
                 None => tracing::info!(
-                    rules = %new.set.version,
+                    rules = %new.set.name(),
                     "dnsmasq {}: the reload rules proven on it are in force",
                     new.set.version
                 ),
+            }
+            if let Some(note) = new.note() {
+                tracing::info!(rules = %new.set.name(), "{note}");
             }
         }
         new

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
-use super::dnsmasq::{self, Rules, Version};
+use super::dnsmasq::{self, Build, Rules, Version};
 use super::reloader::{DnsmasqState, Reloader};
 
 /// How the dnsmasq process is found.
@@ -139,8 +139,8 @@ pub(crate) fn survived_reload(pid: i32, limit: Duration) -> bool {
 /// Signals an external dnsmasq.
 pub struct SignalReloader {
     target: Target,
-    /// The version per pid, learned once per pid (pids change on restart).
-    versions: Mutex<Vec<(i32, Option<Version>)>>,
+    /// The build per pid, learned once per pid (pids change on restart).
+    builds: Mutex<Vec<(i32, Option<Build>)>>,
     deaths: AtomicU64,
 }
 
@@ -149,24 +149,29 @@ impl SignalReloader {
     pub fn new(target: Target) -> SignalReloader {
         SignalReloader {
             target,
-            versions: Mutex::new(Vec::new()),
+            builds: Mutex::new(Vec::new()),
             deaths: AtomicU64::new(0),
         }
     }
 
     /// The version of `pid`, cached.
     pub fn version(&self, pid: i32) -> Option<Version> {
+        self.build(pid).map(|b| b.version)
+    }
+
+    /// The build of `pid` (version, `--conf-poll`), cached.
+    pub fn build(&self, pid: i32) -> Option<Build> {
         // No lock is held across an await: this runs on blocking threads only.
-        let mut cache = self.versions.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some((_, v)) = cache.iter().find(|(p, _)| *p == pid) {
-            return *v;
+        let mut cache = self.builds.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((_, b)) = cache.iter().find(|(p, _)| *p == pid) {
+            return *b;
         }
-        let v = dnsmasq::version_of_pid(pid);
-        if let Some(v) = v.filter(|v| Rules::for_version(Some(*v)).crashes_on_tagged_sighup()) {
-            tracing::warn!(pid, "{}", dnsmasq::crash_warning(v, false));
+        let b = dnsmasq::build_of_pid(pid);
+        if let Some(b) = b.filter(|b| Rules::for_build(Some(*b)).crashes_on_tagged_sighup()) {
+            tracing::warn!(pid, "{}", dnsmasq::crash_warning(b.version, false));
         }
-        cache.push((pid, v));
-        v
+        cache.push((pid, b));
+        b
     }
 }
 
@@ -212,6 +217,11 @@ impl Reloader for SignalReloader {
     fn version(&self) -> Option<Version> {
         let pid = *self.target.pids().ok()?.first()?;
         SignalReloader::version(self, pid)
+    }
+
+    fn build(&self) -> Option<Build> {
+        let pid = *self.target.pids().ok()?.first()?;
+        SignalReloader::build(self, pid)
     }
 
     fn started_at(&self) -> Option<std::time::SystemTime> {
