@@ -200,7 +200,10 @@ impl Tokens {
 
 /// Paths anyone may call (probes and metrics scrapes).
 fn is_open(path: &str) -> bool {
-    matches!(path, "/healthz" | "/livez" | "/readyz" | "/metrics" | "/openapi.json")
+    matches!(
+        path,
+        "/healthz" | "/livez" | "/readyz" | "/metrics" | "/openapi.json"
+    )
 }
 
 /// The middleware: 401 without a valid token, 403 when a `read` token asks
