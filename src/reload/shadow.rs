@@ -122,8 +122,16 @@ pub fn host_shadows(new: &HostSpec, old: &HostSpec) -> Verdict {
     if old.macs().is_empty() && old.client_id().is_none() {
         return Err("the old record matches by hostname only");
     }
-    if new.ipv4().is_some() || new.ipv6().is_some() {
-        return Err("the new record has a fixed address");
+    if new.ipv4().is_some() {
+        return Err("the new record has a fixed IPv4 address");
+    }
+    if let Some(a) = new.ipv6() {
+        if old.ipv6() != Some(a) {
+            return Err("the new record has a fixed IPv6 address the old one does not have");
+        }
+        if old.ipv4().is_some() {
+            return Err("the new record keeps the IPv6 address but drops the IPv4 one");
+        }
     }
     if new.hostname().is_some() {
         return Err(
@@ -165,8 +173,7 @@ pub fn options_shadow(new: &OptionsSpec, old: &OptionsSpec) -> Verdict {
     Ok(())
 }
 
-/// The fixed addresses of a record: dnsmasq refuses a record whose address
-/// one it already holds has ("duplicate dhcp-host IP address").
+/// The fixed addresses of a record (see [`refused_when_held`]).
 pub fn addresses(spec: &Spec) -> Vec<Key> {
     match spec {
         Spec::Host(h) => h
@@ -177,6 +184,14 @@ pub fn addresses(spec: &Spec) -> Vec<Key> {
             .collect(),
         Spec::Options(_) => Vec::new(),
     }
+}
+
+/// Whether dnsmasq refuses a new record with this address while a record
+/// it holds has it too ("duplicate dhcp-host IP address"): IPv4 only. The
+/// `dhcp-host` parser (option.c) compares a new IPv4 address with every
+/// loaded record's; IPv6 addresses are never compared (see the module doc).
+pub fn refused_when_held(key: &Key) -> bool {
+    matches!(key, Key::V4(_))
 }
 
 /// The hostname a hostname-only record (no MAC, no client-id) is found by,
@@ -254,6 +269,9 @@ mod tests {
         assert!(shadows(&host(&format!("{M1},tag:x,set:a")), &plain).is_err());
         assert!(shadows(&host(&format!("{M1},10.0.0.5")), &plain).is_err());
         assert!(shadows(&host(&format!("{M1},[fd00::5]")), &plain).is_err());
+        // The same IPv4 address is refused by dnsmasq as a duplicate.
+        let v4 = host(&format!("{M1},10.0.0.5,set:a"));
+        assert!(shadows(&host(&format!("{M1},10.0.0.5,set:b")), &v4).is_err());
         // Dropping an address (or a name): the new record is in context
         // everywhere.
         assert_eq!(
@@ -263,6 +281,40 @@ mod tests {
         // A name could get an address from /etc/hosts.
         assert!(shadows(&host(&format!("{M1},node-1")), &plain).is_err());
         assert!(shadows(&plain, &host("10.0.0.5,node-1")).is_err());
+    }
+
+    #[test]
+    fn the_same_ipv6_address_shadows_without_ipv4() {
+        let a = host(&format!("{M1},[fd00::5],set:t1"));
+        assert_eq!(
+            shadows(&host(&format!("{M1},[fd00::5],set:t2")), &a),
+            Ok(())
+        );
+        assert_eq!(
+            shadows(&host(&format!("{M1},[fd00::5],ignore")), &a),
+            Ok(())
+        );
+        let by_id = host("id:00:03:00:01:52:54:00:00:00:01,[fd00::6],set:t1");
+        let by_id2 = host("id:00:03:00:01:52:54:00:00:00:01,[fd00::6],set:t2");
+        assert_eq!(shadows(&by_id2, &by_id), Ok(()));
+        // Another address may be on another subnet: not in context where
+        // the old one is.
+        assert!(shadows(&host(&format!("{M1},[fd00::7],set:t2")), &a).is_err());
+        // Gaining an address: the old, address-less record matches on every
+        // subnet, the new one on its own only.
+        let plain = host(&format!("{M1},set:t1"));
+        assert!(shadows(&host(&format!("{M1},[fd00::5],set:t2")), &plain).is_err());
+        // Dropping the IPv4 address: the old record still matches DHCPv4
+        // clients on its IPv4 subnet, the new one matches none.
+        let dual = host(&format!("{M1},10.0.0.5,[fd00::5],set:t1"));
+        assert!(shadows(&host(&format!("{M1},[fd00::5],set:t2")), &dual).is_err());
+        // Keeping both: the IPv4 address is refused as a duplicate.
+        assert!(shadows(&host(&format!("{M1},10.0.0.5,[fd00::5],set:t2")), &dual).is_err());
+        // The other rules still apply.
+        assert!(shadows(&host(&format!("{M2},[fd00::5],set:t2")), &a).is_err());
+        assert!(shadows(&host(&format!("{M1},[fd00::5],node-1")), &a).is_err());
+        assert!(refused_when_held(&Key::V4("10.0.0.5".parse().unwrap())));
+        assert!(!refused_when_held(&Key::V6("fd00::5".parse().unwrap())));
     }
 
     #[test]
