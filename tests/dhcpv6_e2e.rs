@@ -16,7 +16,9 @@
 //!   `tag:<node tag>,option6:59,<url>` (the `option6:` form the Ironic
 //!   provider writes for options with `ip_version` 6) and
 //!   `option6:bootfile-url`, hosts `<mac>,set:<node tag>,set:ironic`: each
-//!   node gets its own boot-file URL, a client without an entry none.
+//!   node gets its own boot-file URL, a client without an entry none, and
+//!   a host with only an IPv4 address none either (such a record is for no
+//!   DHCPv6 range: dnsmasq tags the client `known-othernet`).
 //! - `replace_ignore_and_delete`: a tag change keeping the address is
 //!   served at once without a reload; a new address is served after the
 //!   reload (`"scheduled"`); `ignore` is served at once (no answer); a
@@ -218,6 +220,29 @@ fn boot_url_by_tag_as_ironic_writes_it() {
         }
         let l = lease6(&w, &Client6::new(&w.net, &m3, Duid::Ll), "no entry");
         assert_eq!(l.bootfile_url, None, "a client without an entry: {l:?}");
+
+        // A host with only an IPv4 address is for no DHCPv6 range: its tags
+        // do not reach DHCPv6 (dnsmasq tags the client known-othernet).
+        let m4 = mac(0x204);
+        let spec = json!({"macs": [m4], "ipv4": "192.168.77.60", "set_tags": [t1, "ironic"]});
+        put_host(&w, "v4-only", spec, 201, "not_needed");
+        w.dirs.wait_file_read(&w.dirs.hosts, "v4-only", 0);
+        let l4 = w
+            .net
+            .dhcp_request(&m4)
+            .expect("a DHCPv4 lease for the IPv4 host");
+        assert_eq!(l4.ip, "192.168.77.60", "{l4:?}");
+        let othernet = w.dirs.log_lines_with("known-othernet").len();
+        let l = lease6(&w, &Client6::new(&w.net, &m4, Duid::Ll), "IPv4-only host");
+        assert_eq!(
+            l.bootfile_url, None,
+            "an IPv4-only host's tag reached DHCPv6: {l:?}"
+        );
+        assert!(l.only_pool(), "{l:?}");
+        assert!(
+            w.dirs.log_lines_with("known-othernet").len() > othernet,
+            "dnsmasq did not tag {m4} known-othernet"
+        );
         w.finish();
     });
 }
