@@ -40,8 +40,9 @@
 //!   and never left running: it would renew, and it holds UDP port 546.
 //! - **Prerequisites** ([`v6_prerequisites`]): `dhclient` and
 //!   `dhcp_release6` (Debian's `dnsmasq-utils`, the operator's tool for a
-//!   lease that holds a reserved address); missing ones fail the test with
-//!   the fix named.
+//!   lease that holds a reserved address), and dhclient not confined by
+//!   AppArmor (Debian's profile allows only /etc/dhcp's config and script);
+//!   a missing one fails the test with the fix named.
 
 use super::*;
 
@@ -84,6 +85,18 @@ pub(crate) fn v6_prerequisites() {
         missing.is_empty(),
         "DHCPv6 end-to-end prerequisites missing: {} not found; {V6_HINT}",
         missing.join(", ")
+    );
+    // Debian's AppArmor profile for dhclient lets it read /etc/dhcp only and
+    // run /etc/dhcp/dhclient-script only: the test's own config, lease
+    // files and script in /tmp would be refused.
+    let profiles = "/sys/kernel/security/apparmor/profiles";
+    let confined = fs::read_to_string(profiles)
+        .unwrap_or_default()
+        .lines()
+        .any(|l| l.contains("sbin/dhclient") && l.ends_with("(enforce)"));
+    assert!(
+        !confined,
+        "AppArmor confines dhclient ({profiles} lists its profile in enforce mode): it may          not read the test's config and lease files or run its script; on a test machine run          `aa-complain /etc/apparmor.d/sbin.dhclient` (apparmor-utils)"
     );
 }
 
