@@ -396,7 +396,7 @@ impl Net {
             .unwrap_or_else(|e| panic!("chmod {}: {e}", script.display()));
     }
 
-    /// Runs dhclient for `c` until it bound, `done(output)` holds, or
+    /// Runs dhclient for `c` until it bound, `done()` holds, or
     /// [`EXCHANGE_LIMIT`] passed; then kills it.
     fn run_dhclient(&self, c: &Client6, mut done: impl FnMut() -> bool) -> Run {
         self.write_dhclient_files();
