@@ -3,6 +3,11 @@
 # Debian machine, then builds dnsmasq 2.91 and 2.93 (scripts/build-dnsmasq.sh):
 #   dnsmasq-base  Debian's dnsmasq (2.90 on bookworm), /usr/sbin/dnsmasq
 #   udhcpc        busybox's DHCP client, the test's client
+#   isc-dhcp-client  `dhclient -6`, the DHCPv6 client (tests/dhcpv6_e2e.rs;
+#                 busybox has none); run with its own script, never the
+#                 default hooks (they rewrite /etc/resolv.conf)
+#   dnsmasq-utils `dhcp_release6`: releases a DHCPv6 lease that holds a
+#                 reserved address (the old-DUID pitfall, docs/dhcpv6.md)
 #   iproute2      `ip netns` / veth for the private test network
 #   python3-venv  for the project's Python-side tooling
 #   build-essential, debian-archive-keyring, gnupg: to build and verify 2.91/2.93
@@ -24,7 +29,7 @@ say() { echo "install-test-deps: $*" >&2; }
 command -v apt-get >/dev/null || die "apt-get not found: these tests expect a Debian (bookworm) machine"
 command -v dpkg-query >/dev/null || die "dpkg-query not found"
 
-wanted=(dnsmasq-base udhcpc iproute2 python3-venv build-essential debian-archive-keyring gnupg fiu-utils)
+wanted=(dnsmasq-base udhcpc isc-dhcp-client dnsmasq-utils iproute2 python3-venv build-essential debian-archive-keyring gnupg fiu-utils)
 missing=()
 for pkg in "${wanted[@]}"; do
     status=$(dpkg-query -W -f='${db:Status-Status}' "$pkg" 2>/dev/null || true)
@@ -50,7 +55,7 @@ else
 fi
 
 # Check the tools the tests actually call, whatever installed them.
-for tool in /usr/sbin/dnsmasq ip udhcpc fiu-run fiu-ctrl; do
+for tool in /usr/sbin/dnsmasq ip udhcpc dhclient dhcp_release6 fiu-run fiu-ctrl; do
     command -v "$tool" >/dev/null || die "$tool still missing after install"
 done
 /usr/sbin/dnsmasq --version | head -n 1 | grep -q '^Dnsmasq version 2\.90 ' \

@@ -16,7 +16,7 @@
 //! named record without an address takes the address its name has in
 //! /etc/hosts), so every rule is proven here with a real dnsmasq (Debian's
 //! 2.90, 2.91 and 2.93, via `for_each_version`) and a real DHCP client
-//! (busybox udhcpc). The broker applies these rules on every version
+//! (busybox udhcpc; ISC `dhclient -6` for the `dhcpv6_*` tests). The broker applies these rules on every version
 //! (`src/reload/dnsmasq.rs`): this file is their proof on each.
 //!
 //! The shadow-safe steps change only what a shadowing record may change —
@@ -63,12 +63,27 @@
 //! - `options_rules`: options value change and an added line: no reload,
 //!   served at once; an option dropped: reload (served until it); a line's
 //!   tag set changed: reload.
-//! - `ipv6_address_needs_reload`: a host gaining an IPv6 address, and
-//!   keeping it across a replace, is reloaded without a duplicate line; a
-//!   create with one needs no reload. DHCPv6 itself is not exercised:
-//!   Debian's busybox 1.35 has no `udhcpc6` applet, so only DHCPv4 (where
-//!   an IPv6-only record shows as `known-othernet`) and dnsmasq's log are
-//!   checked.
+//! - `ipv6_address_needs_reload` (seen by a DHCPv4 client, where an
+//!   IPv6-only record shows as `known-othernet`): a host gaining an IPv6
+//!   address, and one keeping it while gaining an IPv4 address and a
+//!   hostname, is reloaded without a duplicate line; a create with one
+//!   needs no reload.
+//! - DHCPv6, with ISC `dhclient -6` (`tests/e2e/v6.rs`):
+//!   - `dhcpv6_same_address_replaces_are_shadowed`: a host keeping its
+//!     IPv6 address and having no IPv4 one — tags changed, `ignore`, back;
+//!     by MAC, by DUID (`id:`) and as a host part (`[::e3]`) — needs no
+//!     reload and is served at once (dnsmasq compares IPv4 addresses only);
+//!     DHCPv4 clients of the MAC match neither version.
+//!   - `dhcpv6_tags_and_ignore_without_address_are_shadowed`: `set:` tag
+//!     changes pick the new tag's `option6:59` at once; an IPv6 host →
+//!     `ignore` → tags without address, and a DUID record's tag change: no
+//!     reload, served at once.
+//!   - `dhcpv6_options_rules`: `option6:` value change and added line: no
+//!     reload, served at once; dropped: reload, served until it.
+//!   - `dhcpv6_address_change_needs_reload`: moved off the client's link,
+//!     the old address is served until the reload (why address changes are
+//!     reloaded); moved within the range, the new one is served at once and
+//!     after the reload.
 //! - `ghost_address_reuse_waits_for_the_reload`: delete a host with IP X,
 //!   create another with X before the reload: `"scheduled"`, no duplicate
 //!   line, after the reload the new MAC gets X.
@@ -87,8 +102,8 @@
 //! `set:` hosts run 2.90 supervised (the broker restarts it instead, like
 //! `dhcp_e2e.rs` s8), all others use `--reload pidfile` on both versions.
 //!
-//! Needs root, `ip`, `udhcpc` and both dnsmasq builds
-//! (`sudo scripts/install-test-deps.sh`). Run:
+//! Needs root, `ip`, `udhcpc`, `dhclient`, `dhcp_release6` and the dnsmasq
+//! builds (`sudo scripts/install-test-deps.sh`). Run:
 //! `cargo test --test shadow_e2e -- --test-threads=4`.
 
 mod e2e;
@@ -97,6 +112,7 @@ use std::sync::Mutex;
 use std::thread;
 use std::time::{Duration, Instant};
 
+use e2e::v6::{for_v6_versions, Client6, Duid, Lease6};
 use e2e::{for_each_version, DnsmasqBinary, Lease, Mode, Reply, World};
 use serde_json::{json, Value};
 
@@ -890,17 +906,19 @@ fn options_rules() {
     });
 }
 
-/// A dhcp-host with an IPv6 address: dnsmasq holds its address like an
-/// IPv4 one, so a replace gaining one, and one keeping the same one, need a
-/// reload and must leave no "duplicate dhcp-host IP address" in the log; a
-/// create with one needs none.
+/// A dhcp-host with an IPv6 address: a replace gaining one, and one keeping
+/// it while gaining an IPv4 address and a hostname (neither shadows: the
+/// new record matches on fewer subnets, or has a name), need a reload and
+/// leave no "duplicate dhcp-host IP address" in the log; a create with one
+/// needs none. (Keeping the IPv6 address without an IPv4 one shadows:
+/// `dhcpv6_same_address_replaces_are_shadowed`.)
 ///
 /// What DHCPv4 shows: a record whose only address is IPv6 is not for the
 /// IPv4 network (dnsmasq tags the client `known-othernet` and sends none of
 /// the record's options, not even its hostname), so the step that keeps
 /// the IPv6 address also adds an IPv4 one to make the new record visible.
-/// DHCPv6 itself is not exercised: Debian's busybox 1.35 has no `udhcpc6`
-/// applet (and the harness's dnsmasq has no IPv6 range).
+/// The DHCPv6 side is proven with `dhclient -6` in the `dhcpv6_*` tests
+/// below.
 #[test]
 fn ipv6_address_needs_reload() {
     for_each_version(|bin| {
@@ -1253,6 +1271,364 @@ fn coalesce_policy_reloads_every_replace() {
         c.check(status["reload"]["policy"] == "coalesce", || {
             format!("status.reload.policy: {}", status["reload"])
         });
+        c.finish(w);
+    });
+}
+
+// ---------------------------------------------------------------------------
+// DHCPv6 (harness: tests/e2e/v6.rs, ISC `dhclient -6`). dnsmasq's DHCPv6
+// path (src/rfc3315.c `dhcp6_no_relay`) finds the record with the same
+// `find_config` as DHCPv4 and picks options with the same `option_filter`
+// (over the `option6:` list), so the rules above hold for it; what differs
+// is `is_config_in_context` (an IPv6 record matches only where a DHCPv6
+// range holds its address, and no DHCPv4 client) and the duplicate check
+// (IPv4 addresses only). Every version: the rules apply to all of them.
+
+/// A world with IPv6 and a DHCPv6 range, the policy flags, a 50 ms quiet
+/// period.
+fn world6(bin: &DnsmasqBinary, mode: Mode, extra: &[&str]) -> World {
+    e2e::v6::world6(bin, mode, 50, &policy_flags(extra))
+}
+
+/// A quiet period long enough for one DHCPv6 exchange before a scheduled
+/// reload: dhclient waits up to 1 s before its first Solicit and 1 s for
+/// Advertises (RFC 8415's SOL_MAX_DELAY and SOL_TIMEOUT), so an exchange
+/// takes about 1.5 s on an idle machine.
+const SLOW_QUIET6_MS: u64 = 5000;
+
+/// Like [`world6`], with scheduled reloads waiting [`SLOW_QUIET6_MS`].
+fn slow_world6(bin: &DnsmasqBinary, mode: Mode) -> World {
+    e2e::v6::world6(
+        bin,
+        mode,
+        SLOW_QUIET6_MS,
+        &policy_flags(&["--reload-max-delay-ms", "10000"]),
+    )
+}
+
+fn url6(tag: &str) -> String {
+    format!("http://[{}]/{tag}.efi", e2e::v6::SERVER_IP6)
+}
+
+/// One options file per tag with its boot-file URL (`option6:59`, as the
+/// Ironic provider writes it) and a DHCPv4 boot file.
+fn put_boot6_options(w: &World, tags: &[&str]) {
+    for tag in tags {
+        let v6 = format!("tag:{tag},option6:59,{}", url6(tag));
+        let v4 = format!("tag:{tag},67,{tag}.efi");
+        let r = put_options(w, tag, &[v6.as_str(), v4.as_str()], 201);
+        assert_eq!(r.body["reload"], "not_needed", "create: {}", r.text);
+        w.dirs.wait_file_read(&w.dirs.opts, tag, 0);
+    }
+}
+
+fn lease6(w: &World, c: &Client6, why: &str) -> Lease6 {
+    w.net
+        .dhcp6_request(c)
+        .unwrap_or_else(|| panic!("{why}: no DHCPv6 lease for {}", c.mac))
+}
+
+fn assert_ignored6(w: &World, c: &Client6, why: &str) {
+    if let Some(l) = w.net.dhcp6_expect_ignored(c, &w.dirs) {
+        panic!("{why}: {} got a DHCPv6 lease: {l:?}", c.mac);
+    }
+}
+
+/// The new rule: a host keeping its IPv6 address (and having no IPv4 one)
+/// shadows its old version — tags changed, `ignore`, back — by MAC, by
+/// DUID, and with a host part only (`[::e3]`). dnsmasq does not compare IPv6 addresses ("duplicate dhcp-host IP
+/// address" is IPv4 only), and the same address puts both records in the
+/// same DHCPv6 ranges. DHCPv4 clients of the MAC match neither record (an
+/// IPv6-only record is for no IPv4 subnet: `known-othernet`).
+#[test]
+fn dhcpv6_same_address_replaces_are_shadowed() {
+    for_v6_versions(&[], |bin| {
+        let c = Contract::new("dhcpv6_same_address_replaces_are_shadowed", bin);
+        let w = world6(bin, Mode::Pidfile, &[]);
+        put_boot6_options(&w, &["s1", "s2"]);
+        let m = mac(0xe01);
+        let a = "fd00:5d::e1";
+        let cl = Client6::new(&w.net, &m, Duid::Ll);
+        let spec = |tag: &str| json!({"macs": [m], "ipv6": a, "set_tags": [tag, "ironic"]});
+        let r = put_host(&w, "same", spec("s1"), 201);
+        c.reload(&r, "not_needed", "create");
+        w.dirs.wait_file_read(&w.dirs.hosts, "same", 0);
+        let l = lease6(&w, &cl, "s1");
+        assert_eq!((l.address(), l.bootfile_url.clone()), (a, Some(url6("s1"))));
+        let marks = w.dirs.marker_reads();
+
+        for (step, body) in [
+            ("s2", spec("s2")),
+            ("ignore", json!({"macs": [m], "ipv6": a, "ignore": true})),
+            ("s1", spec("s1")),
+        ] {
+            let before = host_reads(&w, "same");
+            let r = put_host(&w, "same", body, 200);
+            c.reload(&r, "not_needed", &format!("same IPv6 address, {step}"));
+            expect_inotify_read(&c, &w, &w.dirs.hosts, "same", before);
+            if step == "ignore" {
+                assert_ignored6(&w, &cl, "same address, ignore");
+            } else {
+                let l = lease6(&w, &cl, step);
+                assert_eq!(
+                    (l.address(), l.bootfile_url.clone()),
+                    (a, Some(url6(step))),
+                    "after the change to {step}"
+                );
+            }
+            c.no_reload(&w, marks, &format!("same IPv6 address, {step}, served"));
+        }
+
+        // By DUID.
+        let m2 = mac(0xe02);
+        let a2 = "fd00:5d::e2";
+        let cl2 = Client6::new(&w.net, &m2, Duid::Ll);
+        let spec2 = |tag: &str| json!({"client_id": cl2.ll_duid(), "ipv6": a2, "set_tags": [tag]});
+        put_host(&w, "same-id", spec2("s1"), 201);
+        w.dirs.wait_file_read(&w.dirs.hosts, "same-id", 0);
+        let l = lease6(&w, &cl2, "by DUID, s1");
+        assert_eq!(
+            (l.address(), l.bootfile_url.clone()),
+            (a2, Some(url6("s1")))
+        );
+        let before = host_reads(&w, "same-id");
+        let r = put_host(&w, "same-id", spec2("s2"), 200);
+        c.reload(&r, "not_needed", "same DUID and IPv6 address, tag changed");
+        expect_inotify_read(&c, &w, &w.dirs.hosts, "same-id", before);
+        let l = lease6(&w, &cl2, "by DUID, s2");
+        assert_eq!(
+            (l.address(), l.bootfile_url.clone()),
+            (a2, Some(url6("s2")))
+        );
+
+        // A host part only (`[::e3]`: dnsmasq completes it with each /64
+        // range's prefix), kept.
+        let m3 = mac(0xe03);
+        let cl3 = Client6::new(&w.net, &m3, Duid::Ll);
+        let spec3 = |tag: &str| json!({"macs": [m3], "ipv6": "::e3", "set_tags": [tag]});
+        put_host(&w, "same-part", spec3("s1"), 201);
+        w.dirs.wait_file_read(&w.dirs.hosts, "same-part", 0);
+        let l = lease6(&w, &cl3, "host part, s1");
+        let a3 = "fd00:5d::e3";
+        assert_eq!(
+            (l.address(), l.bootfile_url.clone()),
+            (a3, Some(url6("s1")))
+        );
+        let before = host_reads(&w, "same-part");
+        let r = put_host(&w, "same-part", spec3("s2"), 200);
+        c.reload(&r, "not_needed", "same IPv6 host part, tag changed");
+        expect_inotify_read(&c, &w, &w.dirs.hosts, "same-part", before);
+        let l = lease6(&w, &cl3, "host part, s2");
+        assert_eq!(
+            (l.address(), l.bootfile_url.clone()),
+            (a3, Some(url6("s2")))
+        );
+
+        // DHCPv4: the IPv6-only records are for no IPv4 subnet, old or new.
+        let othernet = w.dirs.log_lines_with("known-othernet").len();
+        let l4 = lease(&w, &m, "DHCPv4 of an IPv6-only host");
+        assert!(l4.is_pool_address(), "{l4:?}");
+        assert_eq!(l4.boot_file(), None, "the s1 tag reached DHCPv4: {l4:?}");
+        assert!(
+            w.dirs.log_lines_with("known-othernet").len() > othernet,
+            "dnsmasq did not tag {m} known-othernet"
+        );
+
+        thread::sleep(SETTLE);
+        c.no_reload(&w, marks, "same-address replaces");
+        let dup = w.dirs.log_lines_with("duplicate");
+        assert!(dup.is_empty(), "duplicate lines: {dup:?}");
+        let status = w.broker.status();
+        c.status_at_least(&status, "avoided", 5.0);
+        c.status_at_least(&status, "ghosts", 5.0);
+        c.finish(w);
+    });
+}
+
+/// The rules DHCPv4 proved, with a DHCPv6 client: `set:` tag changes pick
+/// the new tag's `option6:` boot URL at once; a host with an IPv6 address
+/// → `ignore` is ignored at once, and → tags without an address gets a
+/// pool address (the shadowed record's address is not given); a DUID
+/// record's tag change is served at once. No reload.
+#[test]
+fn dhcpv6_tags_and_ignore_without_address_are_shadowed() {
+    for_v6_versions(&[], |bin| {
+        let c = Contract::new("dhcpv6_tags_and_ignore_without_address_are_shadowed", bin);
+        let w = world6(bin, Mode::Pidfile, &[]);
+        put_boot6_options(&w, &["u1", "u2"]);
+        let marks = w.dirs.marker_reads();
+        let step = |name: &str, body: Value, what: &str| {
+            let before = host_reads(&w, name);
+            let r = put_host(&w, name, body, 200);
+            c.reload(&r, "not_needed", what);
+            expect_inotify_read(&c, &w, &w.dirs.hosts, name, before);
+        };
+
+        // Tag change.
+        let m1 = mac(0xe11);
+        let c1 = Client6::new(&w.net, &m1, Duid::Ll);
+        put_host(&w, "tags", ironic_host(&[&m1], "u1"), 201);
+        w.dirs.wait_file_read(&w.dirs.hosts, "tags", 0);
+        let l = lease6(&w, &c1, "u1");
+        assert_eq!(l.bootfile_url, Some(url6("u1")), "{l:?}");
+        step("tags", ironic_host(&[&m1], "u2"), "tag change");
+        let l = lease6(&w, &c1, "u2");
+        assert_eq!(l.bootfile_url, Some(url6("u2")), "{l:?}");
+        assert!(l.only_pool(), "{l:?}");
+
+        // Fixed address -> ignore -> tags without an address.
+        let m2 = mac(0xe12);
+        let a = "fd00:5d::e12";
+        let c2 = Client6::new(&w.net, &m2, Duid::Ll);
+        put_host(&w, "fixed", json!({"macs": [m2], "ipv6": a}), 201);
+        w.dirs.wait_file_read(&w.dirs.hosts, "fixed", 0);
+        assert_eq!(lease6(&w, &c2, "fixed").address(), a);
+        step(
+            "fixed",
+            json!({"macs": [m2], "ignore": true}),
+            "IPv6 host -> ignore",
+        );
+        assert_ignored6(&w, &c2, "IPv6 host -> ignore");
+        step("fixed", ironic_host(&[&m2], "u1"), "ignore -> tags");
+        let l = lease6(&w, &c2, "ignore -> tags");
+        assert_eq!(l.bootfile_url, Some(url6("u1")), "{l:?}");
+        assert!(l.only_pool() && !l.has(a), "{l:?}");
+
+        // By DUID.
+        let m3 = mac(0xe13);
+        let c3 = Client6::new(&w.net, &m3, Duid::Ll);
+        let by_id = |tag: &str| json!({"client_id": c3.ll_duid(), "set_tags": [tag]});
+        put_host(&w, "duid", by_id("u1"), 201);
+        w.dirs.wait_file_read(&w.dirs.hosts, "duid", 0);
+        let l = lease6(&w, &c3, "DUID u1");
+        assert_eq!(l.bootfile_url, Some(url6("u1")), "{l:?}");
+        step("duid", by_id("u2"), "DUID record, tag change");
+        let l = lease6(&w, &c3, "DUID u2");
+        assert_eq!(l.bootfile_url, Some(url6("u2")), "{l:?}");
+
+        thread::sleep(SETTLE);
+        c.no_reload(&w, marks, "DHCPv6 tag changes and ignore");
+        c.finish(w);
+    });
+}
+
+/// Options files with `option6:` lines follow the options rules: a value
+/// change and an added line are served at once without a reload; a
+/// dropped option is served until the reload and gone after it.
+#[test]
+fn dhcpv6_options_rules() {
+    for_v6_versions(&[], |bin| {
+        let c = Contract::new("dhcpv6_options_rules", bin);
+        let w = slow_world6(bin, tagged_reload_mode(bin));
+        let m = mac(0xe21);
+        let cl = Client6::new(&w.net, &m, Duid::Ll);
+        put_host(&w, "node", ironic_host(&[&m], "o6"), 201);
+        w.dirs.wait_file_read(&w.dirs.hosts, "node", 0);
+        let (ua, ub) = (url6("o6-a"), url6("o6-b"));
+        let boot = |u: &str| format!("tag:o6,option6:59,{u}");
+        let search = "tag:o6,option6:domain-search,o6.example";
+        put_options(&w, "o6", &[boot(&ua).as_str()], 201);
+        w.dirs.wait_file_read(&w.dirs.opts, "o6", 0);
+        assert_eq!(lease6(&w, &cl, "a").bootfile_url, Some(ua));
+
+        // Value change, then a line added.
+        let marks = w.dirs.marker_reads();
+        let before = opt_reads(&w, "o6");
+        let r = put_options(&w, "o6", &[boot(&ub).as_str()], 200);
+        c.reload(&r, "not_needed", "option6 value change");
+        expect_inotify_read(&c, &w, &w.dirs.opts, "o6", before);
+        assert_eq!(lease6(&w, &cl, "b").bootfile_url, Some(ub.clone()));
+        let before = opt_reads(&w, "o6");
+        let r = put_options(&w, "o6", &[boot(&ub).as_str(), search], 200);
+        c.reload(&r, "not_needed", "option6 line added");
+        expect_inotify_read(&c, &w, &w.dirs.opts, "o6", before);
+        let l = lease6(&w, &cl, "line added");
+        assert_eq!(l.bootfile_url, Some(ub.clone()), "{l:?}");
+        let domains = |l: &Lease6| l.events[0].get("new_dhcp6_domain_search").cloned();
+        assert!(
+            domains(&l).is_some_and(|d| d.contains("o6.example")),
+            "domain-search not served: {l:?}"
+        );
+        thread::sleep(SETTLE);
+        c.no_reload(&w, marks, "option6 value change and added line");
+
+        // The boot URL dropped.
+        let marks = w.dirs.marker_reads();
+        let r = put_options(&w, "o6", &[search], 200);
+        c.reload(&r, "scheduled", "option6 dropped");
+        if let Some(l) = before_reload(&c, &w, marks, "option6 dropped", || {
+            lease6(&w, &cl, "dropped, before the reload")
+        }) {
+            assert_eq!(
+                l.bootfile_url,
+                Some(ub.clone()),
+                "until the reload the dropped option is still served: {l:?}"
+            );
+        }
+        wait_reload(&w, marks, "option6 dropped");
+        let l = lease6(&w, &cl, "dropped, after the reload");
+        assert_eq!(l.bootfile_url, None, "{l:?}");
+        assert!(domains(&l).is_some(), "{l:?}");
+        c.finish(w);
+    });
+}
+
+/// Why an IPv6 address change is reloaded: a record with a fixed address
+/// matches only where a DHCPv6 range holds it (`is_config_in_context`),
+/// and the broker does not know dnsmasq's ranges. Moved off the client's
+/// link, the old record keeps serving the old address until the reload
+/// (then the client is unknown: pool address, no boot URL). Moved within
+/// the range, dnsmasq already serves the new record before the reload.
+#[test]
+fn dhcpv6_address_change_needs_reload() {
+    for_v6_versions(&[], |bin| {
+        let c = Contract::new("dhcpv6_address_change_needs_reload", bin);
+        let w = slow_world6(bin, tagged_reload_mode(bin));
+        put_boot6_options(&w, &["d1", "d2"]);
+        let m = mac(0xe31);
+        let cl = Client6::new(&w.net, &m, Duid::Ll);
+        let (a, off_link, b) = ("fd00:5d::e31", "fd00:99::e31", "fd00:5d::e32");
+        let spec = |addr: &str, tag: &str| json!({"macs": [m], "ipv6": addr, "set_tags": [tag]});
+        put_host(&w, "mv", spec(a, "d1"), 201);
+        w.dirs.wait_file_read(&w.dirs.hosts, "mv", 0);
+        assert_eq!(lease6(&w, &cl, "a").address(), a);
+
+        // Off the link.
+        let marks = w.dirs.marker_reads();
+        let before = host_reads(&w, "mv");
+        let r = put_host(&w, "mv", spec(off_link, "d2"), 200);
+        c.reload(&r, "scheduled", "IPv6 address moved off the link");
+        expect_inotify_read(&c, &w, &w.dirs.hosts, "mv", before);
+        if let Some(l) = before_reload(&c, &w, marks, "moved off the link", || {
+            lease6(&w, &cl, "off the link, before the reload")
+        }) {
+            assert_eq!(
+                (l.address(), l.bootfile_url.clone()),
+                (a, Some(url6("d1"))),
+                "until the reload the old record is the only one in context"
+            );
+        }
+        wait_reload(&w, marks, "moved off the link");
+        let l = lease6(&w, &cl, "off the link, after the reload");
+        assert!(l.only_pool(), "{l:?}");
+        assert_eq!(l.bootfile_url, None, "{l:?}");
+
+        // Within the range.
+        let marks = w.dirs.marker_reads();
+        let before = host_reads(&w, "mv");
+        let r = put_host(&w, "mv", spec(b, "d2"), 200);
+        c.reload(&r, "scheduled", "IPv6 address changed within the range");
+        expect_inotify_read(&c, &w, &w.dirs.hosts, "mv", before);
+        if let Some(l) = before_reload(&c, &w, marks, "within the range", || {
+            lease6(&w, &cl, "within the range, before the reload")
+        }) {
+            assert!(l.has(b), "{l:?}");
+            assert_eq!(l.bootfile_url, Some(url6("d2")), "{l:?}");
+        }
+        wait_reload(&w, marks, "within the range");
+        let l = lease6(&w, &cl, "within the range, after the reload");
+        assert!(l.has(b), "{l:?}");
+        assert_eq!(l.bootfile_url, Some(url6("d2")), "{l:?}");
         c.finish(w);
     });
 }

@@ -153,11 +153,22 @@ impl Model {
             };
         };
         let new_spec = new.spec();
-        // dnsmasq refuses a record whose address a record it holds has.
-        if shadow::addresses(&new_spec)
+        // Does the new record hide every record dnsmasq holds for this name?
+        let hides_own = own
             .iter()
-            .any(|a| !self.holders(index, a).is_empty())
-        {
+            .try_for_each(|old| shadow::shadows(&new_spec, &old.spec()));
+        // dnsmasq refuses a record whose IPv4 address a record it holds has.
+        // It never compares IPv6 addresses: the file's own older versions
+        // may keep one when the new record hides them (the same address
+        // then puts both in the same subnets). Any other holder waits for
+        // the reload: two live records with one address compete for it.
+        let blocked = |a: &Key| {
+            self.holders(index, a).into_iter().any(|(kind, name)| {
+                let own_hidden = kind == c.kind && name == c.name && hides_own.is_ok();
+                shadow::refused_when_held(a) || !own_hidden
+            })
+        };
+        if shadow::addresses(&new_spec).iter().any(blocked) {
             return ChangePlan {
                 placement: Placement::AtReload,
                 needs_reload: true,
@@ -182,14 +193,12 @@ impl Model {
         }
         // Every record dnsmasq holds for this name, or for one of the new
         // record's MACs under another name, must be hidden by the new one.
-        for old in &own {
-            if let Err(why) = shadow::shadows(&new_spec, &old.spec()) {
-                return ChangePlan {
-                    placement: Placement::Now,
-                    needs_reload: true,
-                    reason: why,
-                };
-            }
+        if let Err(why) = hides_own {
+            return ChangePlan {
+                placement: Placement::Now,
+                needs_reload: true,
+                reason: why,
+            };
         }
         for mac in shadow::macs(&new_spec) {
             for (kind, holder) in self.holders(index, &mac) {
@@ -380,6 +389,52 @@ mod tests {
         m.reloaded();
         let p = change(&mut m, &mut i, "c", Some("52:54:00:00:00:03,10.0.0.6"));
         assert_eq!((p.placement, p.needs_reload), (Placement::Now, false));
+    }
+
+    #[test]
+    fn the_same_ipv6_address_needs_no_reload_when_hidden() {
+        let (mut m, mut i) = (Model::default(), Index::default());
+        change(&mut m, &mut i, "a", Some(&format!("{M1},[fd00::5],set:t1")));
+        // dnsmasq does not compare IPv6 addresses: read at once, hides the
+        // old version.
+        let p = change(&mut m, &mut i, "a", Some(&format!("{M1},[fd00::5],set:t2")));
+        assert_eq!(
+            (p.placement, p.needs_reload),
+            (Placement::Now, false),
+            "{}",
+            p.reason
+        );
+        let p = change(&mut m, &mut i, "a", Some(&format!("{M1},[fd00::5],ignore")));
+        assert_eq!(
+            (p.placement, p.needs_reload),
+            (Placement::Now, false),
+            "{}",
+            p.reason
+        );
+        assert_eq!(m.stats().ghosts, 2);
+        // Not hidden (M1 dropped): the address waits for the reload.
+        let p = change(&mut m, &mut i, "a", Some(&format!("{M2},[fd00::5],set:t3")));
+        assert_eq!((p.placement, p.needs_reload), (Placement::AtReload, true));
+        m.reloaded();
+        // Another name's record holding the address: waits for the reload.
+        change(&mut m, &mut i, "a", None);
+        let p = change(&mut m, &mut i, "b", Some(&format!("{M1},[fd00::5],set:t1")));
+        assert_eq!((p.placement, p.needs_reload), (Placement::AtReload, true));
+        // IPv4: the same address is refused by dnsmasq, hidden or not.
+        m.reloaded();
+        change(
+            &mut m,
+            &mut i,
+            "c",
+            Some("52:54:00:00:00:03,10.0.0.7,set:t1"),
+        );
+        let p = change(
+            &mut m,
+            &mut i,
+            "c",
+            Some("52:54:00:00:00:03,10.0.0.7,set:t2"),
+        );
+        assert_eq!((p.placement, p.needs_reload), (Placement::AtReload, true));
     }
 
     #[test]

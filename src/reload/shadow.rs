@@ -6,8 +6,9 @@
 //! reload when the new record is chosen for every client the old one would
 //! have been chosen for. These rules are deliberately narrower than what
 //! dnsmasq allows; every case they accept is proven against a real dnsmasq
-//! (2.90, 2.91 and 2.93) in `tests/shadow_e2e.rs`. Anything else is
-//! reloaded.
+//! (2.90, 2.91 and 2.93) in `tests/shadow_e2e.rs`, with a DHCPv4 client
+//! (busybox udhcpc) and a DHCPv6 one (ISC `dhclient -6`, the `dhcpv6_*`
+//! tests). Anything else is reloaded.
 //!
 //! Host records (src/dhcp-common.c `find_config` → `find_config_match`:
 //! two rounds, the first only over records with `tag:` filters; in each a
@@ -19,10 +20,14 @@
 //! - the new one has every MAC of the old one (same wildcard pattern) and
 //!   the same client-id, so it is found in the same pass or an earlier one;
 //! - the same `tag:` match filters, so both are in the same round;
-//! - the new record has no fixed IPv4 or IPv6 address, so it is "in
-//!   context" on every subnet the old one was (the broker does not know
-//!   dnsmasq's ranges, and reusing an address the old record holds is
-//!   refused by dnsmasq until a reload);
+//! - the new record has no fixed IPv4 address, and either no IPv6 address
+//!   or exactly the old record's while neither has an IPv4 one. A record
+//!   without address is "in context" on every subnet; one with the same
+//!   IPv6 address (and no IPv4 one) on exactly the same subnets as the old
+//!   one, and dnsmasq does not refuse it (see "DHCPv6" below). Any other
+//!   address may be on other subnets, and the broker does not know
+//!   dnsmasq's ranges; reusing an IPv4 address the old record holds is
+//!   refused by dnsmasq until a reload;
 //! - the new record has no hostname: after each read `dhcp_update_configs`
 //!   gives a named, address-less record the address its name has in
 //!   /etc/hosts (with DNS on), which would confine it to that subnet.
@@ -45,8 +50,59 @@
 //! records accumulate instead.
 //!
 //! The source reading behind these rules is summarised in the README's
-//! "Reload rules". dnsmasq 2.90 and 2.91 do not differ in any of these
-//! functions.
+//! "Reload rules" and, for DHCPv6, in docs/dhcpv6.md. dnsmasq 2.90 and
+//! 2.91 do not differ in any of these functions.
+//!
+//! # DHCPv6
+//!
+//! Read in 2.90's, 2.91's and 2.93's `rfc3315.c`, `dhcp6.c`,
+//! `dhcp-common.c` and `option.c`, and proven with `dhclient -6` on all
+//! three (`tests/shadow_e2e.rs`, `dhcpv6_*`):
+//! - **The same lookup.** `dhcp6_no_relay` finds the record with
+//!   `find_config(daemon->dhcp_conf, state->context, <DUID>, <MAC>, …)`:
+//!   the client-id pass compares the DUID with `id:`, the MAC pass uses the
+//!   MAC dnsmasq learns from the neighbour table (`get_client_mac`; the
+//!   DUID is never parsed for one). The record's `set:` tags are added,
+//!   `ignore` (`CONFIG_DISABLE`) makes dnsmasq drop the Solicit, Request or
+//!   Information-request. So the first-match rules above hold as they are.
+//! - **The same option choice.** `add_options` runs `option_filter` over
+//!   the `option6:` list (`daemon->dhcp_opts6`); an options line is keyed
+//!   by (DHCPv6?, number, tags), so `option6:59` and DHCPv4's `59` never
+//!   stand for each other.
+//! - **Context is per protocol.** `is_config_in_context` with a DHCPv6
+//!   range: a record without address is in context; one with an IPv6
+//!   address only where a range's prefix holds it (a host part like
+//!   `[::5]` in every /64 range); one with only an IPv4 address *never*. With
+//!   a DHCPv4 subnet, a record with only an IPv6 address is never in
+//!   context (DHCPv4 tags the client `known-othernet` and applies none of
+//!   its tags). So the same IPv6 address and no IPv4 one give the same
+//!   contexts on both protocols; keeping the IPv6 address while dropping
+//!   the IPv4 one would leave DHCPv4 clients with the old record, and
+//!   another IPv6 address may be off the client's link: then the old record
+//!   stays the one in context until the reload (proven:
+//!   `dhcpv6_address_change_needs_reload`).
+//! - **No duplicate check.** The `dhcp-host` parser compares a new IPv4
+//!   address with every loaded record's ("duplicate dhcp-host IP address");
+//!   it never compares IPv6 addresses. A file keeping its IPv6 address is
+//!   read at once and prepended like any other ([`refused_when_held`]; the
+//!   model lets the file's own hidden versions keep the address). Another
+//!   name's record holding the address still waits for the reload: two
+//!   records for one address compete for it (`check_address` gives an
+//!   address only to the DUID and IAID whose lease holds it).
+//! - **What an IPv6 ghost still does**: its address stays out of the pool
+//!   (`address6_allocate` skips any address a record holds:
+//!   `config_find_by_address6`); DHCPv6 has no "address reserved" refusal.
+//! - **Leases are not records.** A reload never changes which DUID holds an
+//!   address: while an earlier DUID's lease holds a reserved address, the
+//!   same machine under a new DUID gets a pool address (the old-DUID
+//!   pitfall, `tests/dhcpv6_e2e.rs`, docs/dhcpv6.md). No reload rule can
+//!   help there.
+//! - **2.93's `rfc3315.c`** adds the multicast-only rule for client
+//!   messages (RFC 9915 §16), bounds checks on options, options in an
+//!   Advertise without addresses and Rebind-creates-a-lease only with
+//!   `--dhcp-authoritative`: none touches how a record or an option is
+//!   chosen. 2.90 differs from 2.91 in types and the `option_filter`
+//!   signature only.
 //!
 //! # dnsmasq 2.93 against these rules
 //!
@@ -122,8 +178,16 @@ pub fn host_shadows(new: &HostSpec, old: &HostSpec) -> Verdict {
     if old.macs().is_empty() && old.client_id().is_none() {
         return Err("the old record matches by hostname only");
     }
-    if new.ipv4().is_some() || new.ipv6().is_some() {
-        return Err("the new record has a fixed address");
+    if new.ipv4().is_some() {
+        return Err("the new record has a fixed IPv4 address");
+    }
+    if let Some(a) = new.ipv6() {
+        if old.ipv6() != Some(a) {
+            return Err("the new record has a fixed IPv6 address the old one does not have");
+        }
+        if old.ipv4().is_some() {
+            return Err("the new record keeps the IPv6 address but drops the IPv4 one");
+        }
     }
     if new.hostname().is_some() {
         return Err(
@@ -165,8 +229,7 @@ pub fn options_shadow(new: &OptionsSpec, old: &OptionsSpec) -> Verdict {
     Ok(())
 }
 
-/// The fixed addresses of a record: dnsmasq refuses a record whose address
-/// one it already holds has ("duplicate dhcp-host IP address").
+/// The fixed addresses of a record (see [`refused_when_held`]).
 pub fn addresses(spec: &Spec) -> Vec<Key> {
     match spec {
         Spec::Host(h) => h
@@ -177,6 +240,14 @@ pub fn addresses(spec: &Spec) -> Vec<Key> {
             .collect(),
         Spec::Options(_) => Vec::new(),
     }
+}
+
+/// Whether dnsmasq refuses a new record with this address while a record
+/// it holds has it too ("duplicate dhcp-host IP address"): IPv4 only. The
+/// `dhcp-host` parser (option.c) compares a new IPv4 address with every
+/// loaded record's; IPv6 addresses are never compared (see the module doc).
+pub fn refused_when_held(key: &Key) -> bool {
+    matches!(key, Key::V4(_))
 }
 
 /// The hostname a hostname-only record (no MAC, no client-id) is found by,
@@ -254,6 +325,9 @@ mod tests {
         assert!(shadows(&host(&format!("{M1},tag:x,set:a")), &plain).is_err());
         assert!(shadows(&host(&format!("{M1},10.0.0.5")), &plain).is_err());
         assert!(shadows(&host(&format!("{M1},[fd00::5]")), &plain).is_err());
+        // The same IPv4 address is refused by dnsmasq as a duplicate.
+        let v4 = host(&format!("{M1},10.0.0.5,set:a"));
+        assert!(shadows(&host(&format!("{M1},10.0.0.5,set:b")), &v4).is_err());
         // Dropping an address (or a name): the new record is in context
         // everywhere.
         assert_eq!(
@@ -263,6 +337,40 @@ mod tests {
         // A name could get an address from /etc/hosts.
         assert!(shadows(&host(&format!("{M1},node-1")), &plain).is_err());
         assert!(shadows(&plain, &host("10.0.0.5,node-1")).is_err());
+    }
+
+    #[test]
+    fn the_same_ipv6_address_shadows_without_ipv4() {
+        let a = host(&format!("{M1},[fd00::5],set:t1"));
+        assert_eq!(
+            shadows(&host(&format!("{M1},[fd00::5],set:t2")), &a),
+            Ok(())
+        );
+        assert_eq!(
+            shadows(&host(&format!("{M1},[fd00::5],ignore")), &a),
+            Ok(())
+        );
+        let by_id = host("id:00:03:00:01:52:54:00:00:00:01,[fd00::6],set:t1");
+        let by_id2 = host("id:00:03:00:01:52:54:00:00:00:01,[fd00::6],set:t2");
+        assert_eq!(shadows(&by_id2, &by_id), Ok(()));
+        // Another address may be on another subnet: not in context where
+        // the old one is.
+        assert!(shadows(&host(&format!("{M1},[fd00::7],set:t2")), &a).is_err());
+        // Gaining an address: the old, address-less record matches on every
+        // subnet, the new one on its own only.
+        let plain = host(&format!("{M1},set:t1"));
+        assert!(shadows(&host(&format!("{M1},[fd00::5],set:t2")), &plain).is_err());
+        // Dropping the IPv4 address: the old record still matches DHCPv4
+        // clients on its IPv4 subnet, the new one matches none.
+        let dual = host(&format!("{M1},10.0.0.5,[fd00::5],set:t1"));
+        assert!(shadows(&host(&format!("{M1},[fd00::5],set:t2")), &dual).is_err());
+        // Keeping both: the IPv4 address is refused as a duplicate.
+        assert!(shadows(&host(&format!("{M1},10.0.0.5,[fd00::5],set:t2")), &dual).is_err());
+        // The other rules still apply.
+        assert!(shadows(&host(&format!("{M2},[fd00::5],set:t2")), &a).is_err());
+        assert!(shadows(&host(&format!("{M1},[fd00::5],node-1")), &a).is_err());
+        assert!(refused_when_held(&Key::V4("10.0.0.5".parse().unwrap())));
+        assert!(!refused_when_held(&Key::V6("fd00::5".parse().unwrap())));
     }
 
     #[test]
