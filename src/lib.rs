@@ -34,5 +34,6 @@ pub mod metrics;
 pub mod reload;
 pub mod server;
 pub mod store;
+mod sync;
 pub mod tls;
 pub mod watch;

@@ -20,6 +20,7 @@
 use std::sync::atomic::AtomicU64;
 use std::sync::LazyLock;
 
+use crate::sync::LockOrRecover;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -80,11 +81,11 @@ impl MaybeGauge {
     /// Sets the value (and makes the metric appear).
     pub fn set(&self, v: i64) {
         // A std mutex around a plain value: never held across an `.await`.
-        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = Some(v);
+        *self.0.lock_or_recover() = Some(v);
     }
 
     fn value(&self) -> Option<i64> {
-        *self.0.lock().unwrap_or_else(|p| p.into_inner())
+        *self.0.lock_or_recover()
     }
 }
 

@@ -27,6 +27,7 @@ use crate::reload::{
     Target,
 };
 use crate::store::{Kind, Store, StoreConfig};
+use crate::sync::LockOrRecover;
 
 /// Connection limits of [`serve`].
 #[derive(Debug, Clone, Copy)]
@@ -421,7 +422,7 @@ pub async fn run(args: ServeArgs) -> Result<(), StartError> {
                 () = shutdown_signal() => {}
                 why = store.writer_died() => {
                     tracing::error!("shutting down: {why}");
-                    *died.lock().unwrap_or_else(|p| p.into_inner()) = Some(why);
+                    *died.lock_or_recover() = Some(why);
                 }
             }
         }
@@ -445,7 +446,7 @@ pub async fn run(args: ServeArgs) -> Result<(), StartError> {
     let _ = stop_tx.send(true);
     let _ = scheduler_task.await;
     scheduler.reloader().shutdown();
-    if let Some(why) = died.lock().unwrap_or_else(|p| p.into_inner()).take() {
+    if let Some(why) = died.lock_or_recover().take() {
         return Err(StartError(format!("{FAILED}{why}")));
     }
     result.map_err(|e| StartError(format!("{FAILED}the server failed: {e}")))

@@ -31,6 +31,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use crate::sync::{LockOrRecover, RwLockOrRecover};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use serde::Serialize;
@@ -170,7 +171,7 @@ static ACTIVE: Mutex<Option<Weak<ServerTls>>> = Mutex::new(None);
 
 /// The TLS part of `/v1/status`: `None` when the broker serves plain HTTP.
 pub fn status() -> Option<TlsStatus> {
-    let active = ACTIVE.lock().unwrap_or_else(|p| p.into_inner()).clone()?;
+    let active = ACTIVE.lock_or_recover().clone()?;
     Some(active.upgrade()?.status())
 }
 
@@ -276,16 +277,13 @@ impl ServerTls {
             }),
             files,
         });
-        *ACTIVE.lock().unwrap_or_else(|p| p.into_inner()) = Some(Arc::downgrade(&tls));
+        *ACTIVE.lock_or_recover() = Some(Arc::downgrade(&tls));
         Ok(tls)
     }
 
     /// The settings a new handshake uses.
     pub fn current(&self) -> Arc<ServerConfig> {
-        self.config
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+        self.config.read_or_recover().clone()
     }
 
     /// A snapshot for `/v1/status`.
@@ -294,7 +292,7 @@ impl ServerTls {
     }
 
     fn lock_state(&self) -> std::sync::MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
+        self.state.lock_or_recover()
     }
 
     /// Reads the files again and serves them if they changed and make a
@@ -327,7 +325,7 @@ impl ServerTls {
     }
 
     fn accept(&self, digest: [u8; 32], config: Arc<ServerConfig>, serving: Serving) {
-        *self.config.write().unwrap_or_else(|p| p.into_inner()) = config;
+        *self.config.write_or_recover() = config;
         tracing::info!(
             subject = %serving.subject,
             serial = %serving.serial,

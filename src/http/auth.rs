@@ -18,6 +18,7 @@ use sha2::{Digest, Sha256};
 
 use super::error::ApiError;
 use super::Actor;
+use crate::sync::RwLockOrRecover;
 
 /// What a token may do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -145,12 +146,11 @@ impl Tokens {
         {
             Ok(t) => {
                 tracing::info!(count = t.len(), "reloaded API tokens");
-                *self.tokens.write().unwrap_or_else(|p| p.into_inner()) = t;
+                *self.tokens.write_or_recover() = t;
             }
             Err(e) => tracing::error!("keeping the previous API tokens: {e}"),
         }
-        *self.mtime.write().unwrap_or_else(|p| p.into_inner()) =
-            std::fs::metadata(path).and_then(|m| m.modified()).ok();
+        *self.mtime.write_or_recover() = std::fs::metadata(path).and_then(|m| m.modified()).ok();
     }
 
     /// Re-reads the file whenever its mtime changes or SIGHUP arrives.
@@ -175,7 +175,7 @@ impl Tokens {
                     _ = hup_recv => me.reload(),
                     _ = tokio::time::sleep(Duration::from_secs(2)) => {
                         let now = std::fs::metadata(&path).and_then(|m| m.modified()).ok();
-                        if now != *me.mtime.read().unwrap_or_else(|p| p.into_inner()) {
+                        if now != *me.mtime.read_or_recover() {
                             me.reload();
                         }
                     }
@@ -186,7 +186,7 @@ impl Tokens {
 
     fn find(&self, presented: &str) -> Option<Token> {
         let digest: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
-        let tokens = self.tokens.read().unwrap_or_else(|p| p.into_inner());
+        let tokens = self.tokens.read_or_recover();
         // Compare against every token so timing does not reveal which matched.
         let mut found = None;
         for t in tokens.iter() {

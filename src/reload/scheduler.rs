@@ -45,11 +45,12 @@ use super::progress::{Progress, Reason, ReloadRecord, WaitError};
 use super::reloader::Reloader;
 use super::settings::{Policy, RestartMode, SchedulerConfig};
 use crate::store::{ChangePlan, Index, PendingChange, ReloadSink};
+use crate::sync::LockOrRecover;
 
 /// Locks a std mutex, recovering it if a panicking thread poisoned it (the
 /// values guarded here stay consistent between statements).
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
+    m.lock_or_recover()
 }
 
 /// The reload waiting to be sent, if any (`first` is set).

@@ -12,6 +12,7 @@ use nix::unistd::Pid;
 
 use super::dnsmasq::{self, Build, Rules, Version};
 use super::reloader::{DnsmasqState, Reloader};
+use crate::sync::LockOrRecover;
 
 /// How the dnsmasq process is found.
 #[derive(Debug, Clone)]
@@ -162,7 +163,7 @@ impl SignalReloader {
     /// The build of `pid` (version, `--conf-poll`), cached.
     pub fn build(&self, pid: i32) -> Option<Build> {
         // No lock is held across an await: this runs on blocking threads only.
-        let mut cache = self.builds.lock().unwrap_or_else(|p| p.into_inner());
+        let mut cache = self.builds.lock_or_recover();
         if let Some((_, b)) = cache.iter().find(|(p, _)| *p == pid) {
             return *b;
         }

@@ -41,6 +41,7 @@ use nix::unistd::Pid;
 use super::dnsmasq::{self, Build, Rules, Version};
 use super::reloader::{DnsmasqState, Reloader};
 use super::signal::survived_reload;
+use crate::sync::LockOrRecover;
 
 /// How long dnsmasq must run before a crash no longer counts towards backoff.
 const STABLE_AFTER: Duration = Duration::from_secs(30);
@@ -97,8 +98,7 @@ impl Inner {
 
     fn pid(&self) -> Option<i32> {
         self.child
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
+            .lock_or_recover()
             .as_ref()
             .map(|c| c.child.id() as i32)
     }
@@ -128,21 +128,15 @@ impl Inner {
 
     /// Replaces the child with a fresh one (reads every file anew).
     fn restart(&self, why: &str) -> Result<i32, String> {
-        let mut guard = self.child.lock().unwrap_or_else(|p| p.into_inner());
+        let mut guard = self.child.lock_or_recover();
         if let Some(mut old) = guard.take() {
             let status = Inner::stop(&mut old);
-            self.counters
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .last_exit = Some(status);
+            self.counters.lock_or_recover().last_exit = Some(status);
         }
         let new = self.spawn()?;
         let pid = new.child.id() as i32;
         *guard = Some(new);
-        self.counters
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .restarts += 1;
+        self.counters.lock_or_recover().restarts += 1;
         tracing::warn!(pid, "restarted dnsmasq: {why}");
         Ok(pid)
     }
@@ -160,7 +154,7 @@ impl Inner {
         while !self.stopping.load(Ordering::SeqCst) {
             std::thread::sleep(Duration::from_millis(50));
             let exited = {
-                let mut guard = self.child.lock().unwrap_or_else(|p| p.into_inner());
+                let mut guard = self.child.lock_or_recover();
                 let exited = match guard.as_mut().map(|c| (c.child.try_wait(), c.started)) {
                     Some((Ok(Some(status)), started)) => {
                         *guard = None;
@@ -189,10 +183,7 @@ impl Inner {
                 break;
             }
             tracing::error!(%status, "dnsmasq exited unexpectedly; restarting in {backoff:?}");
-            self.counters
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .last_exit = Some(status);
+            self.counters.lock_or_recover().last_exit = Some(status);
             if uptime > STABLE_AFTER {
                 backoff = Duration::from_millis(100);
             }
@@ -296,7 +287,7 @@ impl Supervisor {
                 "dnsmasq exited at start-up ({status}); its messages are above"
             ));
         }
-        *inner.child.lock().unwrap_or_else(|p| p.into_inner()) = Some(first);
+        *inner.child.lock_or_recover() = Some(first);
         let monitor = inner.clone();
         std::thread::Builder::new()
             .name("dnsmasq-monitor".into())
@@ -336,11 +327,7 @@ impl Reloader for Supervisor {
         if survived_reload(pid, Duration::from_secs(30)) {
             return Ok(format!("SIGHUP sent to pid {pid}"));
         }
-        inner
-            .counters
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .deaths_after_reload += 1;
+        inner.counters.lock_or_recover().deaths_after_reload += 1;
         tracing::error!(pid, "dnsmasq died after SIGHUP; restarting it now");
         let new = inner.restart("it died after SIGHUP")?;
         Ok(format!("dnsmasq (pid {pid}) died after SIGHUP and was restarted (pid {new}), which loads every entry"))
@@ -375,20 +362,12 @@ impl Reloader for Supervisor {
     }
 
     fn starts(&self) -> u64 {
-        self.inner
-            .counters
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .restarts
+        self.inner.counters.lock_or_recover().restarts
     }
 
     fn dnsmasq(&self) -> Option<DnsmasqState> {
         let pid = self.inner.pid();
-        let c = self
-            .inner
-            .counters
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
+        let c = self.inner.counters.lock_or_recover();
         Some(DnsmasqState {
             pid,
             version: self.inner.build.map(|b| b.version.to_string()),
@@ -401,7 +380,7 @@ impl Reloader for Supervisor {
 
     fn shutdown(&self) {
         self.inner.stopping.store(true, Ordering::SeqCst);
-        let mut guard = self.inner.child.lock().unwrap_or_else(|p| p.into_inner());
+        let mut guard = self.inner.child.lock_or_recover();
         if let Some(mut c) = guard.take() {
             let status = Inner::stop(&mut c);
             tracing::info!(%status, "stopped dnsmasq");

@@ -23,6 +23,7 @@ use super::{
     StoreConfig, StoreError,
 };
 use crate::entry::Name;
+use crate::sync::{LockOrRecover, RwLockOrRecover};
 
 /// What one request did, before the group's fsync decides its answer.
 pub(super) struct Done {
@@ -70,7 +71,7 @@ pub(super) fn apply(
 ) -> Result<Done, Failed> {
     let config = &shared.config;
     let plan = {
-        let index = shared.index.read().unwrap_or_else(|p| p.into_inner());
+        let index = shared.index.read_or_recover();
         plan(&index, ops)?
     };
     let fail = |op, error: StoreError| OpError { index: op, error };
@@ -103,7 +104,7 @@ pub(super) fn apply(
     let mut wrote = Dirs::default();
     let mut stamps = Vec::with_capacity(plan.changes.len());
     {
-        let index = shared.index.read().unwrap_or_else(|p| p.into_inner());
+        let index = shared.index.read_or_recover();
         for (change, p) in plan.changes.iter().zip(prepared) {
             let pending = PendingChange {
                 kind: change.kind,
@@ -152,7 +153,7 @@ pub(super) fn apply(
     }
     drop(legacy_locks);
 
-    let mut index = shared.index.write().unwrap_or_else(|p| p.into_inner());
+    let mut index = shared.index.write_or_recover();
     let (mut written, mut removed) = (0u64, 0u64);
     for (change, stamp) in plan.changes.iter().zip(stamps) {
         match &change.new {
@@ -173,7 +174,7 @@ pub(super) fn apply(
     drop(index);
     drop(quiet);
     {
-        let mut stats = shared.stats.lock().unwrap_or_else(|p| p.into_inner());
+        let mut stats = shared.stats.lock_or_recover();
         stats.files_written += written;
         stats.files_removed += removed;
     }
@@ -266,7 +267,7 @@ pub(super) fn names_touched<'a>(
     requests: impl Iterator<Item = &'a [Op]>,
 ) -> Vec<(Kind, String)> {
     let mut names = Vec::new();
-    let index = shared.index.read().unwrap_or_else(|p| p.into_inner());
+    let index = shared.index.read_or_recover();
     for op in requests.flatten() {
         match op {
             Op::Put { name, spec, .. } => names.push((spec.kind(), name.to_string())),

@@ -47,6 +47,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use tokio::sync::oneshot;
 
+use crate::sync::{LockOrRecover, RwLockOrRecover};
 pub use config::{StoreConfig, WriterStats, STALL_AFTER};
 pub use error::{FsError, OpError, StoreError};
 pub use index::{Index, Key, ListQuery, Problem, Stamp, Unparsed};
@@ -100,13 +101,13 @@ struct Shared {
 impl Shared {
     /// Marks the writer busy with `what` (or idle with `None`).
     fn set_busy(&self, what: Option<&'static str>) {
-        *self.busy.lock().unwrap_or_else(|p| p.into_inner()) = what.map(|w| (Instant::now(), w));
+        *self.busy.lock_or_recover() = what.map(|w| (Instant::now(), w));
     }
 
     /// Why the store counts as stalled, when the writer has been busy for
     /// longer than `after`.
     fn stalled(&self, after: Duration) -> Option<String> {
-        let (since, what) = (*self.busy.lock().unwrap_or_else(|p| p.into_inner()))?;
+        let (since, what) = (*self.busy.lock_or_recover())?;
         let for_s = since.elapsed();
         (for_s > after).then(|| stall_message(what, for_s))
     }
@@ -308,11 +309,7 @@ impl Store {
         if listed.changed.is_empty() && listed.leftovers.is_empty() {
             // Nothing to do; remember the directories as seen, so an mtime
             // moved by a temp file that came and went is not re-checked.
-            *self
-                .shared
-                .seen_mtimes
-                .lock()
-                .unwrap_or_else(|p| p.into_inner()) = before;
+            *self.shared.seen_mtimes.lock_or_recover() = before;
             return Ok(0);
         }
         listed.mtimes = before;
@@ -345,7 +342,7 @@ impl Store {
     pub fn read<T>(&self, f: impl FnOnce(&Index) -> T) -> T {
         // A poisoned lock means the writer panicked mid-update; the index may
         // be inconsistent, but reads stay best-effort and readyz reports it.
-        let guard = self.shared.index.read().unwrap_or_else(|p| p.into_inner());
+        let guard = self.shared.index.read_or_recover();
         f(&guard)
     }
 
@@ -360,12 +357,7 @@ impl Store {
     /// [`Store::catch_up_blocking`] tells the two apart.
     pub fn dirs_changed_elsewhere(&self) -> bool {
         let _watch = self.shared.nudger.watch();
-        scan::dir_mtimes(&self.shared.config)
-            != *self
-                .shared
-                .seen_mtimes
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
+        scan::dir_mtimes(&self.shared.config) != *self.shared.seen_mtimes.lock_or_recover()
     }
 
     /// When a broker last changed the directories: the lock file's mtime,
@@ -377,12 +369,7 @@ impl Store {
 
     /// The writer's counters.
     pub fn stats(&self) -> WriterStats {
-        let mut stats = self
-            .shared
-            .stats
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone();
+        let mut stats = self.shared.stats.lock_or_recover().clone();
         stats.stalled = self.stalled();
         stats.mds_nudges = self.shared.nudger.nudges();
         stats
@@ -393,22 +380,14 @@ impl Store {
     /// another on one more blocked thread (`Err`: how long it has run).
     pub fn check_writable_once(&self) -> Result<Result<(), FsError>, Duration> {
         {
-            let mut running = self
-                .shared
-                .checking
-                .lock()
-                .unwrap_or_else(|p| p.into_inner());
+            let mut running = self.shared.checking.lock_or_recover();
             if let Some(since) = *running {
                 return Err(since.elapsed());
             }
             *running = Some(std::time::Instant::now());
         }
         let result = self.check_writable();
-        *self
-            .shared
-            .checking
-            .lock()
-            .unwrap_or_else(|p| p.into_inner()) = None;
+        *self.shared.checking.lock_or_recover() = None;
         Ok(result)
     }
 

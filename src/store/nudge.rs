@@ -34,6 +34,7 @@
 //! client, or ceph-fuse), off elsewhere (`--mds-nudge auto|on|off`). A
 //! nudge costs about 2.5 ms of MDS work, at most one every [`EVERY`].
 
+use crate::sync::LockOrRecover;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex};
@@ -92,12 +93,7 @@ pub(crate) struct Watch<'a> {
 impl Drop for Watch<'_> {
     fn drop(&mut self) {
         if let Some((inner, id)) = self.inner {
-            inner
-                .state
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .calls
-                .remove(&id);
+            inner.state.lock_or_recover().calls.remove(&id);
         }
     }
 }
@@ -165,7 +161,7 @@ impl Nudger {
         let Some(inner) = &self.inner else {
             return Watch { inner: None };
         };
-        let mut state = inner.state.lock().unwrap_or_else(|p| p.into_inner());
+        let mut state = inner.state.lock_or_recover();
         let id = state.next;
         state.next += 1;
         let first = state.calls.is_empty();
@@ -183,7 +179,7 @@ impl Nudger {
     pub(crate) fn nudges(&self) -> Option<u64> {
         self.inner
             .as_ref()
-            .map(|i| i.state.lock().unwrap_or_else(|p| p.into_inner()).nudges)
+            .map(|i| i.state.lock_or_recover().nudges)
     }
 }
 
@@ -201,7 +197,7 @@ fn run(inner: std::sync::Weak<Inner>) {
     loop {
         let Some(inner) = inner.upgrade() else { return };
         let due = {
-            let state = inner.state.lock().unwrap_or_else(|p| p.into_inner());
+            let state = inner.state.lock_or_recover();
             if state.stop {
                 return;
             }
@@ -224,7 +220,7 @@ fn run(inner: std::sync::Weak<Inner>) {
             if let Err(e) = nudge(&inner.file) {
                 tracing::debug!(dir = %inner.dir.display(), "nudging the metadata server failed: {e}");
             }
-            inner.state.lock().unwrap_or_else(|p| p.into_inner()).nudges += 1;
+            inner.state.lock_or_recover().nudges += 1;
             drop(inner);
             std::thread::sleep(EVERY);
         }

@@ -16,6 +16,7 @@ use super::fsio;
 use super::place::{place, risky, ReloadNeed};
 use super::scan;
 use super::{Entry, FsError, Kind, PendingChange, Placement, ReloadSink, Shared, Stamp};
+use crate::sync::{LockOrRecover, RwLockOrRecover};
 
 /// Compares every file with the index and handles what changed. With
 /// `clean`, stale temp files are removed (only before the group's own temp
@@ -67,7 +68,7 @@ pub(super) fn reconcile(
     let mut reread = 0u64;
     let mut found_need = ReloadNeed::default();
     {
-        let index = shared.index.read().unwrap_or_else(|p| p.into_inner());
+        let index = shared.index.read_or_recover();
         for (kind, file, new, stamp) in &mut found {
             let kind = *kind;
             let old = index.get(kind, file);
@@ -138,7 +139,7 @@ pub(super) fn reconcile(
         }
     }
     {
-        let mut index = shared.index.write().unwrap_or_else(|p| p.into_inner());
+        let mut index = shared.index.write_or_recover();
         for (kind, file, new, stamp) in found {
             index.forget_problems(kind, &file);
             match new {
@@ -172,7 +173,7 @@ pub(super) fn reconcile(
         );
         need.merge(found_need);
     }
-    let mut stats = shared.stats.lock().unwrap_or_else(|p| p.into_inner());
+    let mut stats = shared.stats.lock_or_recover();
     stats.rescans += 1;
     stats.external_changes += changes;
     crate::metrics::get().external_changes.inc_by(changes);
@@ -194,11 +195,7 @@ pub(super) fn clean_leftovers(
         }
     }
     if cleaned > 0 {
-        shared
-            .stats
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .leftovers_removed += cleaned;
+        shared.stats.lock_or_recover().leftovers_removed += cleaned;
     }
     cleaned
 }

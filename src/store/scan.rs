@@ -16,6 +16,7 @@ use super::types::Dirs;
 use super::FsError;
 use super::{Entry, Etag, Index, Kind, Problem, Spec, Stamp, StoreConfig};
 use crate::entry::Name;
+use crate::sync::{LockOrRecover, RwLockOrRecover};
 
 /// What a locked start-up scan found.
 pub(crate) struct Scanned {
@@ -149,7 +150,7 @@ pub(crate) fn suspects(
                     .ok()
                     .map(|st| Stamp::from_stat(&st))
             });
-            let index = index.read().unwrap_or_else(|p| p.into_inner());
+            let index = index.read_or_recover();
             for (&span, stamp) in spans.iter().zip(stamps) {
                 let name = listed.name(span);
                 if stamp.is_none() || index.stamp_of(kind, name) != stamp {
@@ -166,7 +167,7 @@ pub(crate) fn suspects(
                 .binary_search_by(|s| listed.raw(*s).cmp(name.as_bytes()))
                 .is_ok()
         };
-        let index = index.read().unwrap_or_else(|p| p.into_inner());
+        let index = index.read_or_recover();
         out.extend(
             index
                 .known_names(kind)
@@ -318,7 +319,7 @@ pub(crate) fn par_map<T: Sync, R: Send>(
                 let i = next.fetch_add(1, Ordering::Relaxed);
                 let Some(part) = parts.get(i) else { break };
                 let out: Vec<R> = part.iter().map(f).collect();
-                *done[i].lock().unwrap_or_else(|p| p.into_inner()) = out;
+                *done[i].lock_or_recover() = out;
             });
         }
     });

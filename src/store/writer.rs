@@ -41,6 +41,7 @@ use super::request::{CaughtUp, Request};
 use super::scan;
 use super::types::Dirs;
 use super::{Applied, FsError, Kind, Op, OpError, ReloadSink, Shared, StoreError};
+use crate::sync::LockOrRecover;
 
 /// Starts the writer thread.
 /// `generation` and `committed_at` are the lock file as the start-up scan
@@ -254,7 +255,7 @@ impl Writer {
         let now = if looks {
             scan::dir_mtimes(&shared.config)
         } else {
-            *shared.seen_mtimes.lock().unwrap_or_else(|p| p.into_inner())
+            *shared.seen_mtimes.lock_or_recover()
         };
         let mut group = Group {
             baseline: now,
@@ -470,11 +471,7 @@ impl Writer {
             }
         }
         let before = std::mem::replace(
-            &mut *self
-                .shared
-                .seen_mtimes
-                .lock()
-                .unwrap_or_else(|p| p.into_inner()),
+            &mut *self.shared.seen_mtimes.lock_or_recover(),
             Dirs::from_fn(|k| {
                 if *group.wrote.get(k) {
                     *now.get(k)
@@ -510,7 +507,7 @@ impl Writer {
             .needed
             .then(|| self.reloads.reload_needed(need.reason, need.risky));
         {
-            let mut stats = self.shared.stats.lock().unwrap_or_else(|p| p.into_inner());
+            let mut stats = self.shared.stats.lock_or_recover();
             stats.commits += 1;
             stats.requests += group.answers.len() as u64;
             stats.last_error = [&synced.host, &synced.option]
@@ -577,11 +574,7 @@ impl Writer {
 /// group's `Stop`, if any, like [`Writer::commit_group`].
 fn fail_all(shared: &Shared, requests: Vec<Request>, e: &FsError) -> Option<oneshot::Sender<()>> {
     tracing::error!("{e}");
-    shared
-        .stats
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .last_error = Some(e.to_string());
+    shared.stats.lock_or_recover().last_error = Some(e.to_string());
     let mut stop = None;
     for request in requests {
         let err = || StoreError::from(e.duplicate());
