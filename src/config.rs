@@ -180,6 +180,11 @@ pub struct ServeArgs {
     /// (0 turns polling off).
     #[arg(long, env = "HOSTSDIR_BROKER_POLL_INTERVAL_MS", default_value_t = 1000)]
     pub poll_interval_ms: u64,
+    /// Every this many polls, stat every file even when the directories'
+    /// mtimes did not move (an in-place rewrite by a legacy writer moves
+    /// only the file's); 0: never.
+    #[arg(long, env = "HOSTSDIR_BROKER_FULL_PASS_EVERY", default_value_t = 60)]
+    pub full_pass_every: u32,
     /// Log line format (to stderr).
     #[arg(
         long,

@@ -364,6 +364,7 @@ pub async fn run(args: ServeArgs) -> Result<(), StartError> {
     let watcher = crate::watch::spawn(
         store.clone(),
         Duration::from_millis(args.poll_interval_ms),
+        args.full_pass_every,
         watcher_stop_rx,
     );
 

@@ -12,7 +12,7 @@
 //!   default). An
 //!   in-place rewrite (a legacy writer's `open(O_TRUNC)` + `write`) changes
 //!   only the file's mtime, never the directory's, so every
-//!   [`FULL_PASS_EVERY`]th tick stats every file anyway.
+//!   `--full-pass-every`th tick (60 by default) stats every file anyway.
 //!
 //! When the directories' mtimes moved because another broker committed
 //! (the generation in the lock file moved), the writer re-reads just the
@@ -36,15 +36,15 @@ use tokio::task::JoinHandle;
 
 use crate::store::{CaughtUp, Kind, Store};
 
-/// Every this many poll ticks, stat every file even if the directories'
-/// mtimes did not move (in-place rewrites); a minute at the default poll.
-const FULL_PASS_EVERY: u32 = 60;
-
 /// Starts watching; `None` when `interval` is zero (polling off) and the
 /// inotify watch could not be set up either.
+/// Every `full_pass_every`th poll tick (0: never) stats every file even if
+/// the directories' mtimes did not move (in-place rewrites); a minute at
+/// the default poll and `--full-pass-every 60`.
 pub fn spawn(
     store: Store,
     interval: Duration,
+    full_pass_every: u32,
     mut stop: watch::Receiver<bool>,
 ) -> Option<JoinHandle<()>> {
     let (tx, mut events) = mpsc::unbounded_channel::<()>();
@@ -67,7 +67,9 @@ pub fn spawn(
                 _ = async { let _ = stop.wait_for(|s| *s).await; } => break,
                 _ = ticker.tick() => {
                     tick = tick.wrapping_add(1);
-                    !interval.is_zero() && tick.is_multiple_of(FULL_PASS_EVERY)
+                    !interval.is_zero()
+                        && full_pass_every != 0
+                        && tick.is_multiple_of(full_pass_every)
                 }
                 Some(()) = events.recv() => {
                     // Let a burst of events settle, then handle them once.
