@@ -31,7 +31,7 @@
 
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::{watch, Notify};
@@ -44,14 +44,7 @@ use super::model::{Model, ModelStats};
 use super::progress::{Progress, Reason, ReloadRecord, WaitError};
 use super::reloader::Reloader;
 use super::settings::{Policy, RestartMode, SchedulerConfig};
-use crate::store::{ChangePlan, Index, PendingChange, ReloadSink};
 use crate::sync::LockOrRecover;
-
-/// Locks a std mutex, recovering it if a panicking thread poisoned it (the
-/// values guarded here stay consistent between statements).
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock_or_recover()
-}
 
 /// The reload waiting to be sent, if any (`first` is set).
 struct Pending {
@@ -163,13 +156,15 @@ impl ReloadScheduler {
         let rules = self.refresh_rules();
         let churn = Churn::new(names, exact, rules.set.cost);
         let prior = churn.prior_stall();
-        *lock(&self.costs) = Costs::new(churn, self.reloader.starts());
-        lock(&self.budget).assume(prior, Instant::now());
+        *self.costs.lock_or_recover() = Costs::new(churn, self.reloader.starts());
+        self.budget.lock_or_recover().assume(prior, Instant::now());
     }
 
     /// The rules in force, as of the version last seen.
     pub fn rules(&self) -> Rules {
-        lock(&self.rules).unwrap_or_else(|| Rules::for_version(None))
+        self.rules
+            .lock_or_recover()
+            .unwrap_or_else(|| Rules::for_version(None))
     }
 
     /// Asks the reloader for dnsmasq's build (version and known patches;
@@ -177,9 +172,9 @@ impl ReloadScheduler {
     /// build's rules in force, saying so in the log when they change.
     pub fn refresh_rules(&self) -> Rules {
         let new = Rules::for_build(self.reloader.build());
-        let old = lock(&self.rules).replace(new);
+        let old = self.rules.lock_or_recover().replace(new);
         if old != Some(new) {
-            lock(&self.costs).churn().set_facts(new.set.cost);
+            self.costs.lock_or_recover().churn().set_facts(new.set.cost);
             match new.warning() {
                 // Nothing is reloaded with method `none`: no version to know.
                 _ if self.reloader.method() == "none" => {}
@@ -199,12 +194,14 @@ impl ReloadScheduler {
 
     /// Names seen, the churn factor and the predicted costs.
     pub fn churn_stats(&self) -> ChurnStats {
-        lock(&self.costs).stats()
+        self.costs.lock_or_recover().stats()
     }
 
     /// Whether the next reload would be a restart.
     fn restart_next(&self) -> bool {
-        lock(&self.costs).restart_next(self.config.restart, self.reloader.can_restart())
+        self.costs
+            .lock_or_recover()
+            .restart_next(self.config.restart, self.reloader.can_restart())
     }
 
     /// The restart mode in force, and whether the next reload would be one.
@@ -229,7 +226,7 @@ impl ReloadScheduler {
 
     /// Ghosts and dirty names in dnsmasq's memory, as modelled.
     pub fn model_stats(&self) -> ModelStats {
-        lock(&self.model).stats()
+        self.model.lock_or_recover().stats()
     }
 
     /// Changes served without the reload the coalescing policy would send.
@@ -239,7 +236,7 @@ impl ReloadScheduler {
 
     /// Reload cost and budget figures.
     pub fn stall_stats(&self) -> StallStats {
-        lock(&self.budget).stats(Instant::now())
+        self.budget.lock_or_recover().stats(Instant::now())
     }
 
     /// Marks a reload pending; returns the ticket that a covering reload
@@ -248,7 +245,7 @@ impl ReloadScheduler {
         let now = Instant::now();
         let mut ticket = 0;
         {
-            let mut s = lock(&self.pending);
+            let mut s = self.pending.lock_or_recover();
             // Handed out under the pending lock, so a reload taking the
             // pending state covers exactly the tickets issued before it.
             self.progress.send_modify(|p| {
@@ -305,14 +302,14 @@ impl ReloadScheduler {
 
     /// When the pending reload is due, if one is pending.
     fn due(&self) -> Option<Instant> {
-        let s = lock(&self.pending);
+        let s = self.pending.lock_or_recover();
         let first = s.first?;
         let mut due = (s.last + self.config.quiet).min(first + self.config.max_delay);
         if let Some(r) = s.retry_at {
             due = due.max(r);
         }
         if !s.unbudgeted {
-            if let Some(allowed) = lock(&self.budget).next_allowed() {
+            if let Some(allowed) = self.budget.lock_or_recover().next_allowed() {
                 due = due.max(allowed);
             }
         }
@@ -327,7 +324,7 @@ impl ReloadScheduler {
             return;
         }
         let stats = self.model_stats();
-        let quiet = lock(&self.pending).last_commit.elapsed() >= c.cleanup_quiet;
+        let quiet = self.pending.lock_or_recover().last_commit.elapsed() >= c.cleanup_quiet;
         if stats.cleanup_due(c.cleanup_ghosts, c.cleanup_max_age, quiet) {
             tracing::info!(
                 ghosts = stats.ghosts,
@@ -341,7 +338,7 @@ impl ReloadScheduler {
     /// Notices restarts made for other reasons (a crash), and says when
     /// name churn has made reloads expensive.
     fn check_churn(&self) {
-        let mut costs = lock(&self.costs);
+        let mut costs = self.costs.lock_or_recover();
         costs.sync_starts(self.reloader.starts());
         let stats = costs.stats();
         let m = crate::metrics::get();
@@ -390,7 +387,7 @@ impl ReloadScheduler {
             }
         }
         let flush = {
-            let mut s = lock(&self.pending);
+            let mut s = self.pending.lock_or_recover();
             if s.first.is_some() {
                 s.reason = Reason::Shutdown;
             }
@@ -405,7 +402,7 @@ impl ReloadScheduler {
     /// Sends one reload covering every ticket issued so far.
     async fn send_now(self: Arc<Self>) {
         let (target, risky, reason) = {
-            let mut s = lock(&self.pending);
+            let mut s = self.pending.lock_or_recover();
             s.first = None;
             s.retry_at = None;
             s.unbudgeted = false;
@@ -425,10 +422,12 @@ impl ReloadScheduler {
     /// success dnsmasq holds exactly the files, and the cost ledger learns
     /// what the reload cost. Returns the reloader's message and the stall.
     fn deliver(&self, risky: bool) -> Result<(String, Duration), String> {
-        let _files_still = lock(&self.reading);
+        let _files_still = self.reading.lock_or_recover();
         self.refresh_rules();
         let restart = self.restart_next();
-        lock(&self.costs).sync_starts(self.reloader.starts());
+        self.costs
+            .lock_or_recover()
+            .sync_starts(self.reloader.starts());
         let started = std::time::Instant::now();
         let result = if restart {
             self.reloader.restart()
@@ -437,8 +436,10 @@ impl ReloadScheduler {
         };
         let stall = started.elapsed();
         if result.is_ok() {
-            lock(&self.model).reloaded();
-            lock(&self.costs).delivered(stall, self.reloader.starts());
+            self.model.lock_or_recover().reloaded();
+            self.costs
+                .lock_or_recover()
+                .delivered(stall, self.reloader.starts());
         }
         result.map(|m| (m, stall))
     }
@@ -475,7 +476,7 @@ impl ReloadScheduler {
                     "reload: {}",
                     record.message
                 );
-                lock(&self.pending).failures = 0;
+                self.pending.lock_or_recover().failures = 0;
             }
             Err(_) => {
                 tracing::error!(
@@ -484,7 +485,7 @@ impl ReloadScheduler {
                     "reload failed: {}",
                     record.message
                 );
-                let mut s = lock(&self.pending);
+                let mut s = self.pending.lock_or_recover();
                 s.failures += 1;
                 s.risky |= risky;
                 let backoff = Duration::from_millis(500) * 2u32.saturating_pow(s.failures.min(6));
@@ -500,7 +501,7 @@ impl ReloadScheduler {
     /// Folds a measured stall into the budget, and the metrics.
     fn note_stall(&self, stall: Duration) {
         let now = Instant::now();
-        let mut budget = lock(&self.budget);
+        let mut budget = self.budget.lock_or_recover();
         budget.note(stall, now);
         let metrics = crate::metrics::get();
         metrics.reload_stall_seconds.observe(stall.as_secs_f64());
@@ -520,52 +521,6 @@ async fn sleep_until(due: Option<Instant>) {
     }
 }
 
-impl ReloadSink for ReloadScheduler {
-    fn reload_needed(&self, reason: &'static str, risky: bool) -> u64 {
-        lock(&self.pending).last_commit = Instant::now();
-        self.request(Reason::from_store(reason), risky)
-    }
-
-    fn local_reader(&self) -> bool {
-        // `none`: no dnsmasq of this broker's reads the directories.
-        self.reloader.method() != "none"
-    }
-
-    fn hold_reloads(&self) -> Option<std::sync::MutexGuard<'_, ()>> {
-        Some(lock(&self.reading))
-    }
-
-    fn plan(&self, index: &Index, change: &PendingChange<'_>) -> ChangePlan {
-        match self.config.policy {
-            Policy::Coalesce => change.coalesce_plan(),
-            Policy::Shadow => lock(&self.model).plan(index, change),
-        }
-    }
-
-    fn placed(&self, index: &Index, change: &PendingChange<'_>, plan: &ChangePlan) {
-        lock(&self.pending).last_commit = Instant::now();
-        {
-            let mut costs = lock(&self.costs);
-            match change.new {
-                Some(_) => costs.churn().saw(change.kind, change.name),
-                None => costs.churn().gone(change.kind, change.name),
-            }
-        }
-        if self.config.policy == Policy::Coalesce {
-            return;
-        }
-        let would_have_reloaded = change.external || change.new.is_none() || change.replaces;
-        if would_have_reloaded && !plan.needs_reload {
-            self.avoided.fetch_add(1, Ordering::Relaxed);
-            crate::metrics::get().reloads_avoided.inc();
-        }
-        let mut model = lock(&self.model);
-        model.record(index, change, plan);
-        crate::metrics::get()
-            .ghosts
-            .set(model.stats().ghosts as i64);
-    }
-}
-
+mod sink;
 #[cfg(test)]
 mod tests;
