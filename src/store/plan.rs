@@ -281,3 +281,234 @@ fn delete(
         old_etag: Some(etag),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    //! The planner over an index built in memory: no filesystem.
+
+    use super::*;
+    use crate::entry::{HostSpec, OptionsSpec};
+
+    fn host(line: &str) -> Spec {
+        Spec::Host(HostSpec::parse_line(line).unwrap())
+    }
+
+    fn name(n: &str) -> Name {
+        Name::parse(n).unwrap()
+    }
+
+    fn index_with(entries: &[(&str, &str)]) -> Index {
+        let mut index = Index::default();
+        for (n, line) in entries {
+            index.insert(Arc::new(Entry::canonical(name(n), host(line))));
+        }
+        index
+    }
+
+    fn put(n: &str, line: &str, precondition: Precondition) -> Op {
+        Op::Put {
+            name: name(n),
+            spec: host(line),
+            precondition,
+        }
+    }
+
+    fn delete(n: &str) -> Op {
+        Op::Delete {
+            kind: Kind::Host,
+            name: name(n),
+            precondition: Precondition::NONE,
+        }
+    }
+
+    #[test]
+    fn create_replace_and_same_bytes() {
+        let index = index_with(&[("a", "52:54:00:00:00:01")]);
+        let p = plan(
+            &index,
+            &[
+                put("a", "52:54:00:00:00:01", Precondition::NONE),
+                put("b", "52:54:00:00:00:02", Precondition::NONE),
+            ],
+        )
+        .unwrap();
+        assert_eq!(p.outcomes[0].status, Status::Unchanged);
+        assert_eq!(p.outcomes[1].status, Status::Created);
+        assert_eq!(p.changes.len(), 1, "same bytes change nothing on disk");
+        assert_eq!(p.changes[0].name.as_str(), "b");
+        assert!(!p.changes[0].replaces);
+
+        let p = plan(
+            &index,
+            &[put("a", "52:54:00:00:00:01,set:x", Precondition::NONE)],
+        )
+        .unwrap();
+        assert_eq!(p.outcomes[0].status, Status::Replaced);
+        assert!(p.changes[0].replaces);
+        assert!(p.changes[0].old.is_some());
+    }
+
+    #[test]
+    fn preconditions_are_checked_against_the_current_file() {
+        let index = index_with(&[("a", "52:54:00:00:00:01")]);
+        let etag = index.get(Kind::Host, "a").unwrap().etag;
+        let ok = plan(
+            &index,
+            &[put(
+                "a",
+                "52:54:00:00:00:01,set:y",
+                Precondition::if_match(etag),
+            )],
+        );
+        assert!(ok.is_ok());
+        let other = Etag::of(b"something else");
+        let err = plan(
+            &index,
+            &[put(
+                "a",
+                "52:54:00:00:00:01,set:y",
+                Precondition::if_match(other),
+            )],
+        )
+        .err()
+        .unwrap();
+        assert!(matches!(err.error, StoreError::Precondition(_)));
+        let err = plan(
+            &index,
+            &[put("a", "52:54:00:00:00:01", Precondition::if_absent())],
+        )
+        .err()
+        .unwrap();
+        assert!(matches!(err.error, StoreError::Precondition(_)));
+        let err = plan(
+            &index,
+            &[put("new", "52:54:00:00:00:09", Precondition::if_exists())],
+        )
+        .err()
+        .unwrap();
+        assert!(matches!(err.error, StoreError::Precondition(_)));
+        // An empty If-Match list matches nothing.
+        let never = Precondition {
+            if_match: Some(crate::store::Tags::List(vec![])),
+            if_none_match: None,
+        };
+        assert!(plan(&index, &[put("a", "52:54:00:00:00:01,set:z", never)]).is_err());
+    }
+
+    #[test]
+    fn one_entry_per_mac_names_the_holder_and_the_op() {
+        let index = index_with(&[("a", "52:54:00:00:00:01")]);
+        let err = plan(
+            &index,
+            &[
+                put("x", "52:54:00:00:00:05", Precondition::NONE),
+                put("b", "52:54:00:00:00:01", Precondition::NONE),
+            ],
+        )
+        .err()
+        .unwrap();
+        assert_eq!(err.index, 1, "the failing op is named by position");
+        match err.error {
+            StoreError::Conflict { field, holder, .. } => {
+                assert_eq!(field, "macs");
+                assert_eq!(holder, "a");
+            }
+            e => panic!("{e:?}"),
+        }
+    }
+
+    #[test]
+    fn a_mac_may_move_between_entries_in_one_request_removals_first() {
+        let index = index_with(&[("a", "52:54:00:00:00:01")]);
+        let p = plan(
+            &index,
+            &[
+                put("b", "52:54:00:00:00:01", Precondition::NONE),
+                delete("a"),
+            ],
+        )
+        .unwrap();
+        let order: Vec<_> = p
+            .changes
+            .iter()
+            .map(|c| (c.name.as_str(), c.new.is_some()))
+            .collect();
+        assert_eq!(order, [("a", false), ("b", true)], "the removal goes first");
+    }
+
+    #[test]
+    fn a_name_twice_in_one_request_and_deleting_nothing_are_refused() {
+        let index = index_with(&[]);
+        let err = plan(
+            &index,
+            &[
+                put("a", "52:54:00:00:00:01", Precondition::NONE),
+                put("a", "52:54:00:00:00:02", Precondition::NONE),
+            ],
+        )
+        .err()
+        .unwrap();
+        assert!(matches!(err.error, StoreError::Repeated { .. }));
+        let err = plan(&index, &[delete("nope")]).err().unwrap();
+        assert!(matches!(err.error, StoreError::NotFound { .. }));
+    }
+
+    #[test]
+    fn a_sync_makes_the_prefix_exactly_its_items() {
+        let index = index_with(&[
+            ("p-1", "52:54:00:00:00:01"),
+            ("p-2", "52:54:00:00:00:02"),
+            ("q-1", "52:54:00:00:00:03"),
+        ]);
+        let p = plan(
+            &index,
+            &[Op::Sync {
+                kind: Kind::Host,
+                prefix: "p-".into(),
+                items: vec![
+                    (name("p-2"), host("52:54:00:00:00:02")),
+                    (name("p-3"), host("52:54:00:00:00:04")),
+                ],
+            }],
+        )
+        .unwrap();
+        let mut statuses: Vec<_> = p
+            .outcomes
+            .iter()
+            .map(|o| (o.name.as_str().to_string(), o.status))
+            .collect();
+        statuses.sort_by(|a, b| a.0.cmp(&b.0));
+        assert_eq!(
+            statuses,
+            [
+                ("p-1".to_string(), Status::Deleted),
+                ("p-2".to_string(), Status::Unchanged),
+                ("p-3".to_string(), Status::Created)
+            ]
+        );
+        assert!(
+            p.changes.iter().all(|c| c.name.as_str() != "q-1"),
+            "outside the prefix: untouched"
+        );
+    }
+
+    #[test]
+    fn options_entries_have_no_uniqueness_rule() {
+        let mut index = Index::default();
+        let opts = |l: &str| Spec::Options(OptionsSpec::parse_file(l.as_bytes()).unwrap());
+        index.insert(Arc::new(Entry::canonical(
+            name("o1"),
+            opts("tag:t,67,a.efi\n"),
+        )));
+        let p = plan(
+            &index,
+            &[Op::Put {
+                name: name("o2"),
+                spec: opts("tag:t,67,a.efi\n"),
+                precondition: Precondition::NONE,
+            }],
+        )
+        .unwrap();
+        assert_eq!(p.outcomes[0].status, Status::Created);
+    }
+}
