@@ -449,7 +449,10 @@ impl Net {
     /// (a busy machine can delay dnsmasq's answer past one or two).
     /// `None` when no lease was obtained.
     pub(crate) fn dhcp_request(&self, mac: &str) -> Option<Lease> {
-        self.dhcp_request_tries(mac, 4)
+        // 8 DISCOVERs a second apart: a pool address is offered only after
+        // dnsmasq's ping check of it (up to 3 s with nobody answering),
+        // and 4 tries lost that race on a busy machine (CI runs on one).
+        self.dhcp_request_tries(mac, 8)
     }
 
     /// For when no offer is expected: 2 DISCOVERs, gives up after ~2 s.
@@ -496,7 +499,7 @@ impl Net {
             .spawn()
             .unwrap_or_else(|e| panic!("cannot run udhcpc: {e}; {INSTALL_HINT}"));
         // Backstop: udhcpc stops by itself after `tries` seconds.
-        let deadline = Instant::now() + Duration::from_secs(15);
+        let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             match child.try_wait() {
                 Ok(Some(_)) => break,
@@ -504,7 +507,7 @@ impl Net {
                 _ => {
                     let _ = child.kill();
                     let _ = child.wait();
-                    panic!("udhcpc for {mac} did not finish in 15 s");
+                    panic!("udhcpc for {mac} did not finish in 30 s");
                 }
             }
         }
@@ -1290,9 +1293,14 @@ impl Bridge {
             .stdout(Stdio::null())
             .spawn()
             .expect("starting the python relay");
+        // The socket file appears at bind(), before listen(): wait until a
+        // connection is accepted (a connect in between is refused, and
+        // the test's first request then saw "connection reset" on a busy
+        // machine).
         assert!(
-            wait_until(Duration::from_secs(10), || sock.exists()),
-            "the relay into the server namespace did not create {}",
+            wait_until(Duration::from_secs(10), || UnixStream::connect(&sock)
+                .is_ok()),
+            "the relay into the server namespace did not listen on {}",
             sock.display()
         );
         let listener = TcpListener::bind("127.0.0.1:0").expect("binding the bridge listener");
