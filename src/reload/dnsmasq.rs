@@ -356,7 +356,7 @@ impl Rules {
                 "the dnsmasq version is not known, so the broker applies the rules proven on {set}: a reload is sent whenever one is due (dnsmasq 2.90 crashes on SIGHUP once a `set:` host has leased; a dnsmasq found dead after a SIGHUP is reported and, when supervised, restarted at once), and a SIGHUP is assumed to cost (files) × (names seen)"
             )),
             (_, Some(v)) => Some(format!(
-                "dnsmasq {v} is not a version the reload rules were proven on ({proven}); the broker applies {set}'s rules. Check its changelog against the README's \"Reload rules\", or run the real-dnsmasq suites against it"
+                "dnsmasq {v} is not a version the reload rules were proven on ({proven}); the broker applies {set}'s rules. Check its changelog against docs/reload-rules.md, or run the real-dnsmasq suites against it"
             )),
             (_, None) => None,
         }

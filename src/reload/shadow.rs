@@ -49,8 +49,8 @@
 //! broker's grammar has no `encap:`, `vi-encap:` or `vendor:` lines, whose
 //! records accumulate instead.
 //!
-//! The source reading behind these rules is summarised in the README's
-//! "Reload rules" and, for DHCPv6, in docs/dhcpv6.md. dnsmasq 2.90 and
+//! The source reading behind these rules is summarised in
+//! docs/reload-rules.md and, for DHCPv6, in docs/dhcpv6.md. dnsmasq 2.90 and
 //! 2.91 do not differ in any of these functions.
 //!
 //! # DHCPv6
