@@ -23,13 +23,12 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use common::call;
+use common::{call, BrokerProcess};
 use serde_json::{json, Value};
 
 const FIU_RUN: &str = "/usr/bin/fiu-run";
@@ -48,8 +47,7 @@ const FAULTS: &[(&str, i32, f64)] = &[
 ];
 
 struct Fiu {
-    child: std::process::Child,
-    url: String,
+    broker: BrokerProcess,
     ctl: PathBuf,
     log: PathBuf,
 }
@@ -64,8 +62,8 @@ impl Fiu {
         }
         let ctl = dir.join("fiu-ctrl");
         let log = dir.join("broker.log");
-        let mut child = Command::new(FIU_RUN)
-            .arg("-x")
+        let mut cmd = Command::new(FIU_RUN);
+        cmd.arg("-x")
             .arg("-f")
             .arg(&ctl)
             .arg(common::BIN)
@@ -84,25 +82,16 @@ impl Fiu {
             // Set, so the broker does not re-execute itself with it (the
             // preload's control pipes are made per process image).
             .env("MALLOC_ARENA_MAX", "2")
-            .stdout(Stdio::piped())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .expect("start fiu-run");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let url = line
-            .trim()
-            .strip_prefix("listening on ")
-            .unwrap_or_else(|| panic!("no listening line under fiu-run, got {line:?}"))
-            .to_string();
+            .stderr(std::fs::File::create(&log).unwrap());
         Fiu {
-            child,
-            url,
+            broker: BrokerProcess::start(cmd),
             ctl,
             log,
         }
+    }
+
+    fn url(&self) -> &str {
+        &self.broker.url
     }
 
     fn ctrl(&self, command: &str) {
@@ -110,7 +99,7 @@ impl Fiu {
             .arg("-f")
             .arg(&self.ctl)
             .args(["-c", command])
-            .arg(self.child.id().to_string())
+            .arg(self.broker.child.id().to_string())
             .output()
             .unwrap();
         assert!(
@@ -123,8 +112,8 @@ impl Fiu {
 
 impl Drop for Fiu {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        let _ = self.broker.child.kill();
+        let _ = self.broker.child.wait();
     }
 }
 
@@ -172,7 +161,7 @@ fn under_injected_io_faults_no_answer_lies_and_nothing_acknowledged_is_lost() {
     let model: Mutex<BTreeMap<String, Option<String>>> = Mutex::default();
     std::thread::scope(|s| {
         for t in 0..8u32 {
-            let (url, hosts, tally, lies, model) = (&broker.url, &hosts, &tally, &lies, &model);
+            let (url, hosts, tally, lies, model) = (broker.url(), &hosts, &tally, &lies, &model);
             s.spawn(move || {
                 // Each thread owns its names: the disk then tells what its
                 // own requests did.
@@ -252,7 +241,11 @@ fn under_injected_io_faults_no_answer_lies_and_nothing_acknowledged_is_lost() {
 
     // Nothing acknowledged was lost, and the index agrees with the disk.
     let model = model.into_inner().unwrap();
-    let (s, listed) = call("GET", &format!("{}/v1/hosts?limit=1000", broker.url), None);
+    let (s, listed) = call(
+        "GET",
+        &format!("{}/v1/hosts?limit=1000", broker.url()),
+        None,
+    );
     assert_eq!(s, 200, "{listed}\n{}", log());
     let index: BTreeMap<String, String> = listed["items"]
         .as_array()
@@ -280,7 +273,7 @@ fn under_injected_io_faults_no_answer_lies_and_nothing_acknowledged_is_lost() {
     for (k, name) in model.keys().enumerate() {
         let (s, body) = call(
             "PUT",
-            &format!("{}/v1/hosts/{name}", broker.url),
+            &format!("{}/v1/hosts/{name}", broker.url()),
             Some(json!({"macs": [format!("52:54:00:ff:00:{k:02x}")], "hostname": "after"})),
         );
         assert!(s == 200 || s == 201, "{name}: {s} {body}\n{}", log());
