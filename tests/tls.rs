@@ -50,6 +50,17 @@ fn start(dir: &Path, pki: &Pki, client_ca: bool) -> BrokerProcess {
     std::fs::write(dir.join("cert.pem"), &pki.server.0).unwrap();
     std::fs::write(dir.join("key.pem"), &pki.server.1).unwrap();
     std::fs::write(dir.join("ca.pem"), &pki.ca_pem).unwrap();
+    let ca = dir.join("ca.pem");
+    serve_tls(
+        dir,
+        &dir.join("cert.pem"),
+        &dir.join("key.pem"),
+        client_ca.then_some(ca.as_path()),
+    )
+}
+
+/// `serve` over HTTPS on `dir`'s directories with these files.
+fn serve_tls(dir: &Path, cert: &Path, key: &Path, client_ca: Option<&Path>) -> BrokerProcess {
     let mut cmd = Command::new(common::BIN);
     cmd.args(["serve", "--listen", "127.0.0.1:0"])
         .arg("--hosts-dir")
@@ -57,11 +68,11 @@ fn start(dir: &Path, pki: &Pki, client_ca: bool) -> BrokerProcess {
         .arg("--opts-dir")
         .arg(dir.join("o"))
         .arg("--tls-cert")
-        .arg(dir.join("cert.pem"))
+        .arg(cert)
         .arg("--tls-key")
-        .arg(dir.join("key.pem"));
-    if client_ca {
-        cmd.arg("--tls-client-ca").arg(dir.join("ca.pem"));
+        .arg(key);
+    if let Some(ca) = client_ca {
+        cmd.arg("--tls-client-ca").arg(ca);
     }
     cmd.stderr(Stdio::null());
     let b = BrokerProcess::start(cmd);
@@ -312,21 +323,13 @@ fn wait_for<T>(what: &str, limit: Duration, mut probe: impl FnMut() -> Option<T>
 /// `serve` over HTTPS with the Secret's files; returns the broker and its
 /// `host:port`.
 fn start_rotating(dir: &Path, secret: &SecretDir, client_ca: bool) -> (BrokerProcess, String) {
-    let mut cmd = Command::new(common::BIN);
-    cmd.args(["serve", "--listen", "127.0.0.1:0"])
-        .arg("--hosts-dir")
-        .arg(dir.join("h"))
-        .arg("--opts-dir")
-        .arg(dir.join("o"))
-        .arg("--tls-cert")
-        .arg(secret.path("tls.crt"))
-        .arg("--tls-key")
-        .arg(secret.path("tls.key"));
-    if client_ca {
-        cmd.arg("--tls-client-ca").arg(secret.path("ca.crt"));
-    }
-    cmd.stderr(Stdio::null());
-    let b = BrokerProcess::start(cmd);
+    let ca = secret.path("ca.crt");
+    let b = serve_tls(
+        dir,
+        &secret.path("tls.crt"),
+        &secret.path("tls.key"),
+        client_ca.then_some(ca.as_path()),
+    );
     let addr = b.url.strip_prefix("https://").unwrap().to_string();
     (b, addr)
 }
