@@ -13,7 +13,7 @@
 
 use std::collections::HashMap;
 
-use super::fsio::{self, PlaceError};
+use super::fsio::{self, Dir, OpenDirs, PlaceError};
 use super::place::{place, risky};
 use super::plan::{plan, Change};
 use super::scan::par_map;
@@ -67,6 +67,7 @@ pub(super) fn apply(
     ops: &[Op],
     actor: &str,
     early: &mut Early,
+    dirs: &mut OpenDirs,
     announce: &mut dyn FnMut() -> Result<(), FsError>,
 ) -> Result<Done, Failed> {
     let config = &shared.config;
@@ -78,15 +79,18 @@ pub(super) fn apply(
 
     let prepared = {
         let _watch = shared.nudger.watch();
-        prepare_changes(config, &plan.changes, early)?
+        prepare_changes(config, dirs, &plan.changes, early)?
     };
 
     // Wait out legacy writers holding a file we replace.
     let mut legacy_locks = Vec::new();
     for change in plan.changes.iter().filter(|c| c.replaces) {
-        let path = config.dir(change.kind).join(change.name.as_str());
-        let held = fsio::wait_for_legacy_lock(&path, config.legacy_lock_timeout)
+        let dir = dirs
+            .get(config, change.kind)
             .map_err(|e| fail(change.op, e.into()))?;
+        let held =
+            fsio::wait_for_legacy_lock(&dir, change.name.as_str(), config.legacy_lock_timeout)
+                .map_err(|e| fail(change.op, e.into()))?;
         legacy_locks.push(held);
     }
     if !plan.changes.is_empty() {
@@ -117,7 +121,11 @@ pub(super) fn apply(
             stamps.push(p.as_ref().and_then(|p| p.stamp));
             let placed = place(reloads, &index, &pending, |how| {
                 let _watch = shared.nudger.watch();
-                put_in_place(config.dir(change.kind), change, p, how.placement)
+                let dir = dirs.get(config, change.kind).map_err(|error| PlaceError {
+                    error,
+                    partial: false,
+                })?;
+                put_in_place(&dir, change, p, how.placement)
             });
             match placed {
                 Ok(how) => {
@@ -208,6 +216,7 @@ pub(super) fn apply(
 /// early ones when their contents match, written now otherwise.
 fn prepare_changes(
     config: &StoreConfig,
+    dirs: &mut OpenDirs,
     changes: &[Change],
     early: &mut Early,
 ) -> Result<Vec<Option<fsio::Prepared>>, OpError> {
@@ -225,16 +234,20 @@ fn prepare_changes(
             continue;
         }
         let started = std::time::Instant::now();
-        let p = fsio::prepare(
-            config.dir(change.kind),
-            new.name.as_str(),
-            new.text.as_bytes(),
-            config.file_mode,
-        )
-        .map_err(|e| OpError {
-            index: change.op,
-            error: e.into(),
-        })?;
+        let p = dirs
+            .get(config, change.kind)
+            .and_then(|dir| {
+                fsio::prepare(
+                    &dir,
+                    new.name.as_str(),
+                    new.text.as_bytes(),
+                    config.file_mode,
+                )
+            })
+            .map_err(|e| OpError {
+                index: change.op,
+                error: e.into(),
+            })?;
         crate::metrics::get()
             .write_seconds
             .observe(started.elapsed().as_secs_f64());
@@ -245,7 +258,7 @@ fn prepare_changes(
 
 /// The file operation for one change.
 fn put_in_place(
-    dir: &std::path::Path,
+    dir: &Dir,
     change: &Change,
     prepared: Option<fsio::Prepared>,
     placement: Placement,
@@ -301,6 +314,7 @@ pub(super) fn names_touched<'a>(
 /// prepared again by the request, which then reports any error.
 pub(super) fn prepare_group<'a>(
     shared: &Shared,
+    dirs: &mut OpenDirs,
     requests: impl Iterator<Item = &'a [Op]>,
 ) -> Early {
     let config = &shared.config;
@@ -320,11 +334,20 @@ pub(super) fn prepare_group<'a>(
     if items.len() < 2 {
         return Early::new();
     }
+    // Opened here, before the threads share them; one that cannot be is
+    // left to the requests, which report why.
+    let open = Dirs::from_fn(|kind| {
+        items
+            .iter()
+            .any(|(k, _, _)| *k == kind)
+            .then(|| dirs.get(config, kind).ok())
+            .flatten()
+    });
     let done = par_map(&items, 16, |(kind, name, text)| {
         let _watch = shared.nudger.watch();
         let started = std::time::Instant::now();
         let p = fsio::prepare(
-            config.dir(*kind),
+            open.get(*kind).as_ref()?,
             name.as_str(),
             text.as_bytes(),
             config.file_mode,

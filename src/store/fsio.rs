@@ -23,9 +23,14 @@ use std::fs::{self, File, Permissions};
 use std::io::{self, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::FsError;
+use rustix::fs::{AtFlags, Mode, OFlags};
+
+use super::types::Dirs;
+use super::{FsError, Kind, StoreConfig};
 
 /// Suffix of the temp files this broker creates; only files with it (or
 /// [`DELETE_MARK`]) are removed as stale at start-up.
@@ -36,6 +41,82 @@ pub(crate) const DELETE_MARK: &str = ".hdb-del-";
 /// is linked into place.
 pub(crate) const OLD_MARK: &str = ".hdb-old-";
 
+/// A directory held open while a commit group works in it. Every entry
+/// operation is made relative to it (`openat`, `renameat`, `linkat`,
+/// `unlinkat`), so the kernel looks up only the file's own name: on FUSE
+/// (ceph-fuse keeps no dentry cache the kernel may trust) every component
+/// of a path is a LOOKUP round trip to the filesystem daemon, and a write
+/// by path into `…/volume/hosts` cost 9–12 of them where a relative one
+/// costs 3 (counted with the kernel's `fuse:fuse_request_send` tracepoint;
+/// see docs/cephfs.md).
+///
+/// Held for one lease of the directory lock at most (see `store::writer`),
+/// so a directory replaced meanwhile is found again at the next lease.
+pub(crate) struct Dir {
+    file: File,
+    path: PathBuf,
+    /// A mode files created here were seen to get exactly (0: none yet).
+    /// The umask and a default ACL are the same for every create in one
+    /// directory, so one `fstat` per lease tells whether a `chmod` is
+    /// needed; on a network filesystem each is a round trip.
+    mode_kept: AtomicU32,
+}
+
+impl Dir {
+    /// Opens `path` for the entry operations below.
+    pub(crate) fn open(path: &Path) -> Result<Arc<Dir>, FsError> {
+        let file = File::open(path).map_err(|e| FsError::new("open", path, e))?;
+        Ok(Arc::new(Dir {
+            file,
+            path: path.to_path_buf(),
+            mode_kept: AtomicU32::new(0),
+        }))
+    }
+
+    /// The open directory (for reading files in it).
+    pub(crate) fn file(&self) -> &File {
+        &self.file
+    }
+
+    fn join(&self, name: &str) -> PathBuf {
+        self.path.join(name)
+    }
+
+    /// Makes the directory's entries (renames, unlinks) durable. Answers
+    /// the directory's mtime after the fsync (its own `fstat`).
+    pub(crate) fn sync(&self) -> Result<Option<std::time::SystemTime>, FsError> {
+        self.file
+            .sync_all()
+            .map_err(|e| FsError::new("fsync the directory", &self.path, e))?;
+        Ok(self.file.metadata().and_then(|m| m.modified()).ok())
+    }
+
+    /// The stamp of `name` in this directory now.
+    pub(crate) fn stamp_of(&self, name: &str) -> Result<super::Stamp, FsError> {
+        rustix::fs::statat(&self.file, name, AtFlags::SYMLINK_NOFOLLOW)
+            .map(|st| super::Stamp::from_rustix(&st))
+            .map_err(|e| FsError::new("stat", self.join(name), e.into()))
+    }
+}
+
+/// Both directories, each opened on first use and kept for one lease of
+/// the directory lock.
+#[derive(Default)]
+pub(crate) struct OpenDirs(Dirs<Option<Arc<Dir>>>);
+
+impl OpenDirs {
+    /// The directory of `kind`, opened now if it is not yet.
+    pub(crate) fn get(&mut self, config: &StoreConfig, kind: Kind) -> Result<Arc<Dir>, FsError> {
+        let slot = self.0.get_mut(kind);
+        if let Some(dir) = slot {
+            return Ok(dir.clone());
+        }
+        let dir = Dir::open(config.dir(kind))?;
+        *slot = Some(dir.clone());
+        Ok(dir)
+    }
+}
+
 /// A temp file that has been written, fsynced and closed but not yet renamed
 /// into place. Dropping it without putting it in place removes it.
 ///
@@ -43,8 +124,11 @@ pub(crate) const OLD_MARK: &str = ".hdb-old-";
 /// `IN_CLOSE_WRITE` under whatever name it has by then, and dnsmasq would
 /// read the entry a second time and log "duplicate dhcp-host IP address".
 pub(crate) struct Prepared {
-    temp: tempfile::TempPath,
-    target: PathBuf,
+    dir: Arc<Dir>,
+    /// The temp file's name in `dir`; `None` once renamed away.
+    temp: Option<String>,
+    /// The entry's name in `dir`.
+    name: String,
     /// The file's stamp once written: a rename or link keeps inode, size
     /// and mtime, so the index needs no second `stat` after it (on a
     /// network filesystem a path lookup, where `fstat` is answered from
@@ -52,41 +136,83 @@ pub(crate) struct Prepared {
     pub(crate) stamp: Option<super::Stamp>,
 }
 
+impl Drop for Prepared {
+    fn drop(&mut self) {
+        if let Some(temp) = self.temp.take() {
+            let _ = rustix::fs::unlinkat(&self.dir.file, temp.as_str(), AtFlags::empty());
+        }
+    }
+}
+
+/// A name for a temp file next to `name`: `.NAME.XXXXXX.hdb-tmp`, the
+/// six characters random (brokers on other nodes create in the same
+/// directory; `O_EXCL` settles the rare clash).
+fn temp_name(name: &str) -> String {
+    use std::hash::{BuildHasher, Hasher};
+    const CHARS: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    // `RandomState` is seeded from the OS once per thread and differs on
+    // every call; the counter makes two calls' inputs differ too.
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
+    h.write_u32(std::process::id());
+    let mut x = h.finish();
+    let mut out = String::with_capacity(name.len() + 6 + TEMP_SUFFIX.len() + 2);
+    out.push('.');
+    out.push_str(name);
+    out.push('.');
+    for _ in 0..6 {
+        out.push(CHARS[(x % CHARS.len() as u64) as usize] as char);
+        x /= CHARS.len() as u64;
+    }
+    out.push_str(TEMP_SUFFIX);
+    out
+}
+
 /// Writes `bytes` to a dot-prefixed temp file next to `dir/name`, sets `mode`,
 /// and fsyncs it. Nothing visible to dnsmasq changes yet.
 pub(crate) fn prepare(
-    dir: &Path,
+    dir: &Arc<Dir>,
     name: &str,
     bytes: &[u8],
     mode: u32,
 ) -> Result<Prepared, FsError> {
-    let target = dir.join(name);
-    // Created with its mode, so a `chmod` is needed only when the umask
-    // took bits away: on a network filesystem each is a metadata-server
-    // round trip (one in four of a write's on CephFS).
-    let mut temp = tempfile::Builder::new()
-        .prefix(&format!(".{name}."))
-        .suffix(TEMP_SUFFIX)
-        .permissions(Permissions::from_mode(mode))
-        .tempfile_in(dir)
-        .map_err(|e| FsError::new("create a temp file in", dir, e))?;
-    let path = temp.path().to_path_buf();
-    let file = temp.as_file_mut();
-    let created = file.metadata().map(|m| m.permissions().mode() & 0o7777);
-    if created.ok() != Some(mode & 0o7777) {
-        file.set_permissions(Permissions::from_mode(mode))
-            .map_err(|e| FsError::new("set the mode of", &path, e))?;
+    let mode = mode & 0o7777;
+    let flags = OFlags::RDWR | OFlags::CREATE | OFlags::EXCL | OFlags::CLOEXEC;
+    let mut tries = 0;
+    let (fd, temp) = loop {
+        let temp = temp_name(name);
+        match rustix::fs::openat(&dir.file, temp.as_str(), flags, Mode::from_raw_mode(mode)) {
+            Ok(fd) => break (fd, temp),
+            Err(rustix::io::Errno::EXIST) if tries < 8 => tries += 1,
+            Err(e) => return Err(FsError::new("create a temp file in", &dir.path, e.into())),
+        }
+    };
+    let mut file = File::from(fd);
+    let mut prepared = Prepared {
+        dir: dir.clone(),
+        temp: Some(temp),
+        name: name.to_string(),
+        stamp: None,
+    };
+    let path = || dir.join(prepared.temp.as_deref().unwrap_or(name));
+    // Created with its mode, so a `chmod` is needed only when the umask or
+    // a default ACL took bits away: checked once per directory and lease.
+    if dir.mode_kept.load(Ordering::Relaxed) != mode {
+        let created = file.metadata().map(|m| m.permissions().mode() & 0o7777);
+        match created {
+            Ok(got) if got == mode => dir.mode_kept.store(mode, Ordering::Relaxed),
+            _ => file
+                .set_permissions(Permissions::from_mode(mode))
+                .map_err(|e| FsError::new("set the mode of", path(), e))?,
+        }
     }
     file.write_all(bytes)
-        .map_err(|e| FsError::new("write", &path, e))?;
+        .map_err(|e| FsError::new("write", path(), e))?;
     file.sync_all()
-        .map_err(|e| FsError::new("fsync", &path, e))?;
-    let stamp = file.metadata().ok().map(|m| super::Stamp::of(&m));
-    Ok(Prepared {
-        temp: temp.into_temp_path(),
-        target,
-        stamp,
-    })
+        .map_err(|e| FsError::new("fsync", path(), e))?;
+    prepared.stamp = file.metadata().ok().map(|m| super::Stamp::of(&m));
+    Ok(prepared)
 }
 
 /// A file operation that failed, and whether the directory already shows
@@ -112,51 +238,77 @@ impl Prepared {
     /// Puts a new file in place: renamed (dnsmasq reads it at once through
     /// inotify, which is what a create wants). A failed rename changed
     /// nothing.
-    pub(crate) fn create(self) -> Result<(), PlaceError> {
-        let target = self.target;
-        self.temp.persist(&target).map(|_| ()).map_err(|e| {
-            PlaceError::before(FsError::new("rename a temp file onto", &target, e.error))
-        })
+    pub(crate) fn create(mut self) -> Result<(), PlaceError> {
+        let dir = self.dir.clone();
+        let temp = self.temp.take().expect("a prepared file has its temp name");
+        match rustix::fs::renameat(&dir.file, temp.as_str(), &dir.file, self.name.as_str()) {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                self.temp = Some(temp); // removed by drop
+                Err(PlaceError::before(FsError::new(
+                    "rename a temp file onto",
+                    dir.join(&self.name),
+                    e.into(),
+                )))
+            }
+        }
     }
 
     /// Replaces an existing file without raising an event dnsmasq acts on,
     /// so only the coming reload reads the new contents.
     pub(crate) fn replace(self) -> Result<(), PlaceError> {
-        let target = &self.target;
-        let (Some(dir), Some(name)) =
-            (target.parent(), target.file_name().and_then(|n| n.to_str()))
-        else {
-            return self.create();
-        };
-        let parked = dir.join(format!(".{name}{OLD_MARK}{}", std::process::id()));
-        fs::rename(target, &parked)
-            .map_err(|e| PlaceError::before(FsError::new("park the old version of", target, e)))?;
-        if let Err(e) = fs::hard_link(&self.temp, target) {
+        let dir = &*self.dir;
+        let name = self.name.as_str();
+        let parked = format!(".{name}{OLD_MARK}{}", std::process::id());
+        rustix::fs::renameat(&dir.file, name, &dir.file, parked.as_str()).map_err(|e| {
+            PlaceError::before(FsError::new(
+                "park the old version of",
+                dir.join(name),
+                e.into(),
+            ))
+        })?;
+        if let Err(e) = self.link_temp() {
             // Put the old version back; the request fails as a whole. If
             // even that fails, the name is empty now: say so (the parked
             // version is restored at the next clean-up).
-            let restored = fs::rename(&parked, target).is_ok();
+            let restored =
+                rustix::fs::renameat(&dir.file, parked.as_str(), &dir.file, name).is_ok();
             return Err(PlaceError {
-                error: FsError::new("link the new version of", target, e),
+                error: FsError::new("link the new version of", dir.join(name), e),
                 partial: !restored,
             });
         }
-        if let Err(e) = fs::remove_file(&parked) {
+        if let Err(e) = rustix::fs::unlinkat(&dir.file, parked.as_str(), AtFlags::empty()) {
             // The new version is in place; the parked dotfile, which dnsmasq
             // ignores, is removed by the next clean-up.
-            tracing::warn!(path = %parked.display(), "could not remove a parked old version: {e}");
+            tracing::warn!(path = %dir.join(&parked).display(), "could not remove a parked old version: {e}");
         }
         Ok(())
-        // `self.temp` is dropped here, unlinking the dotfile name.
+        // `self` is dropped here, unlinking the temp name.
     }
 
     /// Puts a file under a name that has none, for the next reload only:
     /// `link()` raises no event dnsmasq acts on. Fails, changing nothing, if
     /// the name exists.
     pub(crate) fn link_new(self) -> Result<(), PlaceError> {
-        fs::hard_link(&self.temp, &self.target)
-            .map_err(|e| PlaceError::before(FsError::new("link the new file", &self.target, e)))
-        // `self.temp` is dropped here, unlinking the dotfile name.
+        self.link_temp().map_err(|e| {
+            PlaceError::before(FsError::new(
+                "link the new file",
+                self.dir.join(&self.name),
+                e,
+            ))
+        })
+        // `self` is dropped here, unlinking the temp name.
+    }
+
+    fn link_temp(&self) -> io::Result<()> {
+        let temp = self
+            .temp
+            .as_deref()
+            .expect("a prepared file has its temp name");
+        let file = &self.dir.file;
+        rustix::fs::linkat(file, temp, file, self.name.as_str(), AtFlags::empty())
+            .map_err(io::Error::from)
     }
 }
 
@@ -167,22 +319,20 @@ impl Prepared {
 /// writer holds its lock on the file or the file is no longer the one read
 /// (`expect`).
 pub(crate) fn reread(
-    dir: &Path,
+    dir: &Arc<Dir>,
     name: &str,
     bytes: &[u8],
     mode: u32,
     expect: super::Stamp,
 ) -> Result<bool, FsError> {
-    let path = dir.join(name);
-    let _held = match wait_for_legacy_lock(&path, Duration::ZERO) {
+    let _held = match wait_for_legacy_lock(dir, name, Duration::ZERO) {
         Ok(Some(f)) => f,
         Ok(None) => return Ok(false),
         Err(e) if e.source.kind() == io::ErrorKind::TimedOut => return Ok(false),
         Err(e) => return Err(e),
     };
     let prepared = prepare(dir, name, bytes, mode)?;
-    let now = fs::metadata(&path).map_err(|e| FsError::new("stat", &path, e))?;
-    if super::Stamp::of(&now) != expect {
+    if dir.stamp_of(name)? != expect {
         return Ok(false);
     }
     prepared.create().map_err(|e| e.error)?;
@@ -192,13 +342,12 @@ pub(crate) fn reread(
 /// Removes `dir/name` without dnsmasq noticing: rename to a dotfile, unlink.
 /// Once the rename is done the entry is gone, so a failed unlink only
 /// leaves a dotfile (ignored by dnsmasq) for the next clean-up.
-pub(crate) fn remove(dir: &Path, name: &str) -> Result<(), PlaceError> {
-    let target = dir.join(name);
-    let hidden = dir.join(format!(".{name}{DELETE_MARK}{}", std::process::id()));
-    fs::rename(&target, &hidden)
-        .map_err(|e| PlaceError::before(FsError::new("remove", &target, e)))?;
-    if let Err(e) = fs::remove_file(&hidden) {
-        tracing::warn!(path = %hidden.display(), "could not unlink a removed entry's dotfile: {e}");
+pub(crate) fn remove(dir: &Dir, name: &str) -> Result<(), PlaceError> {
+    let hidden = format!(".{name}{DELETE_MARK}{}", std::process::id());
+    rustix::fs::renameat(&dir.file, name, &dir.file, hidden.as_str())
+        .map_err(|e| PlaceError::before(FsError::new("remove", dir.join(name), e.into())))?;
+    if let Err(e) = rustix::fs::unlinkat(&dir.file, hidden.as_str(), AtFlags::empty()) {
+        tracing::warn!(path = %dir.join(&hidden).display(), "could not unlink a removed entry's dotfile: {e}");
     }
     Ok(())
 }
@@ -249,23 +398,6 @@ pub(crate) fn clean_leftover(dir: &Path, file_name: &str, min_age: Duration) -> 
     }
 }
 
-/// Makes the directory's entries (renames, unlinks) durable, through
-/// `open` (opened here the first time: on a network filesystem each open
-/// is a round trip, so a caller keeps it for a while). Answers the
-/// directory's mtime after the fsync (its own `fstat`, no path lookup).
-pub(crate) fn sync_dir(
-    dir: &Path,
-    open: &mut Option<File>,
-) -> Result<Option<std::time::SystemTime>, FsError> {
-    if open.is_none() {
-        *open = Some(File::open(dir).map_err(|e| FsError::new("open", dir, e))?);
-    }
-    let file = open.as_ref().expect("opened above");
-    file.sync_all()
-        .map_err(|e| FsError::new("fsync the directory", dir, e))?;
-    Ok(file.metadata().and_then(|m| m.modified()).ok())
-}
-
 /// True for file names this broker leaves behind when killed mid-write.
 pub(crate) fn is_stale_temp(file_name: &str) -> bool {
     file_name.starts_with('.')
@@ -286,14 +418,17 @@ pub(crate) fn parked_name(file_name: &str) -> Option<&str> {
 /// never interleaves with one of them. Returns the held file; a missing file
 /// needs no wait.
 pub(crate) fn wait_for_legacy_lock(
-    path: &Path,
+    dir: &Dir,
+    name: &str,
     timeout: Duration,
 ) -> Result<Option<File>, FsError> {
-    let file = match File::open(path) {
-        Ok(f) => f,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(FsError::new("open", path, e)),
+    let flags = OFlags::RDONLY | OFlags::CLOEXEC;
+    let file = match rustix::fs::openat(&dir.file, name, flags, Mode::empty()) {
+        Ok(fd) => File::from(fd),
+        Err(rustix::io::Errno::NOENT) => return Ok(None),
+        Err(e) => return Err(FsError::new("open", dir.join(name), e.into())),
     };
+    let path = dir.join(name);
     let start = Instant::now();
     loop {
         match file.try_lock() {
@@ -320,7 +455,7 @@ mod tests {
     #[test]
     fn prepared_file_has_mode_and_is_invisible_until_commit() {
         let dir = tempfile::tempdir().unwrap();
-        let p = prepare(dir.path(), "a", b"x\n", 0o644).unwrap();
+        let p = prepare(&Dir::open(dir.path()).unwrap(), "a", b"x\n", 0o644).unwrap();
         let names: Vec<_> = fs::read_dir(dir.path())
             .unwrap()
             .map(|e| e.unwrap().file_name().into_string().unwrap())
@@ -341,7 +476,7 @@ mod tests {
     fn replace_links_the_new_version_and_leaves_no_dotfile() {
         let dir = tempfile::tempdir().unwrap();
         fs::write(dir.path().join("a"), "old\n").unwrap();
-        prepare(dir.path(), "a", b"new\n", 0o644)
+        prepare(&Dir::open(dir.path()).unwrap(), "a", b"new\n", 0o644)
             .unwrap()
             .replace()
             .unwrap();
@@ -360,7 +495,7 @@ mod tests {
     #[test]
     fn dropped_prepare_leaves_nothing() {
         let dir = tempfile::tempdir().unwrap();
-        drop(prepare(dir.path(), "a", b"x\n", 0o600).unwrap());
+        drop(prepare(&Dir::open(dir.path()).unwrap(), "a", b"x\n", 0o600).unwrap());
         assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 0);
     }
 
@@ -368,7 +503,7 @@ mod tests {
     fn remove_leaves_no_dotfile() {
         let dir = tempfile::tempdir().unwrap();
         fs::write(dir.path().join("a"), "x").unwrap();
-        remove(dir.path(), "a").unwrap();
+        remove(&Dir::open(dir.path()).unwrap(), "a").unwrap();
         assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 0);
     }
 
@@ -393,7 +528,7 @@ mod tests {
         // 0o644 survives the usual umask 022; 0o666 does not, and is set
         // after the create.
         for (name, mode) in [("a", 0o644), ("b", 0o666), ("c", 0o600)] {
-            prepare(d.path(), name, b"x\n", mode)
+            prepare(&Dir::open(d.path()).unwrap(), name, b"x\n", mode)
                 .unwrap()
                 .create()
                 .unwrap();

@@ -45,15 +45,14 @@ pub(super) fn reconcile(
     need: &mut ReloadNeed,
 ) -> Result<u64, FsError> {
     let config = &shared.config;
-    let mut dirs = Vec::new();
-    for kind in [Kind::Host, Kind::Option] {
-        let dir = config.dir(kind);
-        dirs.push(std::fs::File::open(dir).map_err(|e| FsError::new("open", dir, e))?);
-    }
+    let dirs = [
+        fsio::Dir::open(config.dir(Kind::Host))?,
+        fsio::Dir::open(config.dir(Kind::Option))?,
+    ];
     let mut extra = Vec::new();
     // Read concurrently (see scan::par_map), applied in order.
     let reads = scan::par_map(&suspects, 16, |(kind, file)| {
-        scan::read_file(&dirs[*kind as usize], *kind, file, &shared.nudger)
+        scan::read_file(dirs[*kind as usize].file(), *kind, file, &shared.nudger)
     });
     let mut found: Vec<Found> = suspects
         .into_iter()
@@ -99,14 +98,13 @@ pub(super) fn reconcile(
                 let Some(new) = new.as_ref() else {
                     return Ok(());
                 };
-                let dir = config.dir(kind);
                 let _watch = shared.nudger.watch();
                 let served = reloads.local_reader()
                     && !how.needs_reload
                     && how.placement == Placement::Now
                     && stamp.is_some_and(|expect| {
                         fsio::reread(
-                            dir,
+                            &dirs[kind as usize],
                             name.as_str(),
                             new.text.as_bytes(),
                             config.file_mode,
@@ -119,8 +117,8 @@ pub(super) fn reconcile(
                     });
                 if served {
                     reread += 1;
-                    if let Ok(meta) = std::fs::metadata(dir.join(name.as_str())) {
-                        *stamp = Some(Stamp::of(&meta));
+                    if let Ok(now) = dirs[kind as usize].stamp_of(name.as_str()) {
+                        *stamp = Some(now);
                     }
                 } else {
                     // Perhaps read by dnsmasq, perhaps not: the reload tells.

@@ -34,6 +34,7 @@ use std::time::SystemTime;
 use tokio::sync::oneshot;
 
 use super::apply::{self, Done, Early};
+use super::fsio::OpenDirs;
 use super::lock::Locks;
 use super::place::ReloadNeed;
 use super::reconcile;
@@ -103,9 +104,9 @@ struct Held {
     /// A new generation was stored during this lease: later groups only
     /// add journal records under it.
     announced: bool,
-    /// The directories, opened once per lease for their fsyncs and
-    /// `fstat`s (on a network filesystem each open is a round trip).
-    dirs: Dirs<Option<std::fs::File>>,
+    /// The directories, opened once per lease: every file operation of
+    /// the lease is made relative to them (see [`super::fsio::Dir`]).
+    dirs: OpenDirs,
 }
 
 /// One group commit: its requests and what became of them.
@@ -274,7 +275,7 @@ impl Writer {
                         locks,
                         since: std::time::Instant::now(),
                         announced: false,
-                        dirs: Dirs::default(),
+                        dirs: OpenDirs::default(),
                     }
                 }
                 Err(e) => return fail_all(&shared, requests, &e),
@@ -286,7 +287,7 @@ impl Writer {
                 _ => None,
             })
         };
-        let mut early = apply::prepare_group(&shared, ops());
+        let mut early = apply::prepare_group(&shared, &mut held.dirs, ops());
         let names = apply::names_touched(&shared, ops());
         for request in requests {
             self.run_request(request, &mut held, &mut group, &mut early, &names);
@@ -392,8 +393,15 @@ impl Writer {
                     Ok(())
                 };
                 let shared = self.shared.clone();
-                let result =
-                    apply::apply(&shared, &*self.reloads, &ops, &actor, early, &mut announce);
+                let result = apply::apply(
+                    &shared,
+                    &*self.reloads,
+                    &ops,
+                    &actor,
+                    early,
+                    &mut held.dirs,
+                    &mut announce,
+                );
                 let result = match result {
                     Ok(done) => {
                         group.wrote = group.wrote.or(done.wrote);
@@ -455,7 +463,7 @@ impl Writer {
                 continue;
             }
             let started = std::time::Instant::now();
-            let result = super::fsio::sync_dir(config.dir(kind), held.dirs.get_mut(kind));
+            let result = held.dirs.get(config, kind).and_then(|dir| dir.sync());
             metrics
                 .fsync_seconds
                 .observe(started.elapsed().as_secs_f64());
