@@ -12,11 +12,12 @@
 //! writer rescans so the index tells the truth.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use super::fsio::{self, Dir, OpenDirs, PlaceError};
 use super::place::{place, risky};
 use super::plan::{plan, Change};
-use super::scan::par_map;
+use super::pool::Pool;
 use super::types::Dirs;
 use super::{
     Applied, FsError, Kind, Op, OpError, PendingChange, Placement, ReloadSink, Shared, Status,
@@ -315,6 +316,7 @@ pub(super) fn names_touched<'a>(
 pub(super) fn prepare_group<'a>(
     shared: &Shared,
     dirs: &mut OpenDirs,
+    pool: &Pool,
     requests: impl Iterator<Item = &'a [Op]>,
 ) -> Early {
     let config = &shared.config;
@@ -343,24 +345,26 @@ pub(super) fn prepare_group<'a>(
             .then(|| dirs.get(config, kind).ok())
             .flatten()
     });
-    let done = par_map(&items, 16, |(kind, name, text)| {
-        let _watch = shared.nudger.watch();
-        let started = std::time::Instant::now();
-        let p = fsio::prepare(
-            open.get(*kind).as_ref()?,
-            name.as_str(),
-            text.as_bytes(),
-            config.file_mode,
-        )
-        .ok()?;
-        crate::metrics::get()
-            .write_seconds
-            .observe(started.elapsed().as_secs_f64());
-        Some(p)
-    });
+    let (nudger, mode) = (shared.nudger.clone(), config.file_mode);
+    let jobs: Vec<_> = items
+        .iter()
+        .map(|(kind, name, text)| (open.get(*kind).clone(), name.clone(), text.clone()))
+        .collect();
+    let done = pool.map(
+        jobs,
+        Arc::new(move |(dir, name, text): (Option<Arc<Dir>>, Name, String)| {
+            let _watch = nudger.watch();
+            let started = std::time::Instant::now();
+            let p = fsio::prepare(&dir?, name.as_str(), text.as_bytes(), mode).ok()?;
+            crate::metrics::get()
+                .write_seconds
+                .observe(started.elapsed().as_secs_f64());
+            Some(p)
+        }),
+    );
     let mut early = Early::new();
     for ((kind, name, text), p) in items.into_iter().zip(done) {
-        if let Some(p) = p {
+        if let Some(p) = p.flatten() {
             // The first request putting a name gets the file.
             early.entry((kind, name)).or_insert((text, p));
         }

@@ -35,6 +35,7 @@ mod lock;
 mod nudge;
 mod place;
 mod plan;
+mod pool;
 mod reconcile;
 mod request;
 mod scan;

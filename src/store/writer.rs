@@ -37,12 +37,16 @@ use super::apply::{self, Done, Early};
 use super::fsio::OpenDirs;
 use super::lock::Locks;
 use super::place::ReloadNeed;
+use super::pool::Pool;
 use super::reconcile;
 use super::request::{CaughtUp, Request};
 use super::scan;
 use super::types::Dirs;
 use super::{Applied, FsError, Kind, Op, OpError, ReloadSink, Shared, StoreError};
 use crate::sync::LockOrRecover;
+
+/// Temp files a group writes at once, at most.
+const PREPARE_THREADS: usize = 16;
 
 /// Starts the writer thread.
 /// `generation` and `committed_at` are the lock file as the start-up scan
@@ -59,6 +63,7 @@ pub(crate) fn spawn(
         held: None,
         generation,
         reloads,
+        pool: Pool::new("store-prepare", PREPARE_THREADS),
         committed_at,
     };
     std::thread::Builder::new()
@@ -77,6 +82,8 @@ struct Writer {
     /// The generation this broker last saw in (or wrote to) the lock file.
     generation: u64,
     reloads: Arc<dyn ReloadSink>,
+    /// Threads that write a group's temp files at once.
+    pool: Pool,
     /// The lock file's mtime when this writer last let go of the lock.
     /// Every broker commit rewrites the generation in it, so a different
     /// mtime at the next group means another broker committed, whatever
@@ -287,7 +294,7 @@ impl Writer {
                 _ => None,
             })
         };
-        let mut early = apply::prepare_group(&shared, &mut held.dirs, ops());
+        let mut early = apply::prepare_group(&shared, &mut held.dirs, &self.pool, ops());
         let names = apply::names_touched(&shared, ops());
         for request in requests {
             self.run_request(request, &mut held, &mut group, &mut early, &names);
