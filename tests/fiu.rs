@@ -12,10 +12,14 @@
 //! only after start-up; `write`, `close`, `closedir`, `readdir` and the
 //! network points are never enabled (libfiu's fake `close` leaks the
 //! descriptor and keeps its flock, and write faults hit tokio's eventfd
-//! and stderr); `failinfo` is the errno (5 EIO, 28 ENOSPC). The rename that
-//! puts a new file in place goes through rustix's `renameat` (a raw
-//! system call), which libfiu cannot fault; the renames of removals and
-//! replaces go through libc and can.
+//! and stderr); `failinfo` is the errno (5 EIO, 28 ENOSPC). libfiu wraps
+//! `open`, `rename` and `unlink` but none of the `*at` calls, and the
+//! writer makes every entry's file operation relative to the open
+//! directory (`openat`, `renameat`, `linkat`, `unlinkat`: raw system calls
+//! through rustix; see `store::fsio::Dir`). So the faults reach the file
+//! and directory fsyncs, the opens of the directories and lock files, the
+//! lock file's reads and writes, and the clean-up's renames and unlinks; a
+//! full disk at the create itself is `tests/full_disk.rs`'s (a real one).
 //!
 //! Needs fiu-utils (`scripts/install-test-deps.sh` installs it); fails,
 //! never skips, without it.
