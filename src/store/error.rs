@@ -134,8 +134,8 @@ impl FsError {
     }
 
     /// True when the error is "no space left on device" (or quota
-    /// exceeded), also when a library wrapped the OS error (`tempfile` adds
-    /// the path and keeps only the kind).
+    /// exceeded), also when only its kind is known (an error a library
+    /// rebuilt without the OS error code).
     pub fn is_no_space(&self) -> bool {
         matches!(self.source.raw_os_error(), Some(28) | Some(122))
             || matches!(

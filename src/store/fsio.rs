@@ -18,6 +18,10 @@
 //!   reads it. A crash in between leaves a `.NAME.hdb-old-*` dotfile, put
 //!   back at start-up if NAME is missing. Every other new version is renamed
 //!   into place and read at once.
+//!
+//! Every operation on an entry is made relative to the directory, held
+//! open ([`Dir`]): on a network filesystem each path component of a call is
+//! a round trip, and a group writes many files into the same directory.
 
 use std::fs::{self, File, Permissions};
 use std::io::{self, Write};
