@@ -97,8 +97,9 @@ impl Dir {
 
     /// The stamp of `name` in this directory now.
     pub(crate) fn stamp_of(&self, name: &str) -> Result<super::Stamp, FsError> {
-        rustix::fs::statat(&self.file, name, AtFlags::SYMLINK_NOFOLLOW)
-            .map(|st| super::Stamp::from_rustix(&st))
+        use nix::fcntl::AtFlags as NixAtFlags;
+        nix::sys::stat::fstatat(&self.file, name, NixAtFlags::AT_SYMLINK_NOFOLLOW)
+            .map(|st| super::Stamp::from_stat(&st))
             .map_err(|e| FsError::new("stat", self.join(name), e.into()))
     }
 }
@@ -494,6 +495,19 @@ mod tests {
                 & 0o7777,
             0o644
         );
+    }
+
+    #[test]
+    fn a_prepared_files_stamp_is_the_placed_files_stamp() {
+        let dir = tempfile::tempdir().unwrap();
+        let open = Dir::open(dir.path()).unwrap();
+        let p = prepare(&open, "a", b"x\n", 0o644).unwrap();
+        let stamp = p.stamp.expect("a stamp");
+        p.create().unwrap();
+        let meta = fs::metadata(dir.path().join("a")).unwrap();
+        assert_eq!(stamp, crate::store::Stamp::of(&meta));
+        assert_eq!(open.stamp_of("a").unwrap(), stamp);
+        assert!(open.stamp_of("missing").is_err());
     }
 
     #[test]

@@ -156,18 +156,6 @@ impl Stamp {
         }
     }
 
-    /// The stamp of a raw `stat` made through rustix.
-    pub(crate) fn from_rustix(st: &rustix::fs::Stat) -> Stamp {
-        Stamp {
-            ino: st.st_ino,
-            size: st.st_size as u64,
-            mtime_ns: st
-                .st_mtime
-                .saturating_mul(1_000_000_000)
-                .saturating_add(st.st_mtime_nsec as i64),
-        }
-    }
-
     /// The stamp of a file's metadata.
     pub fn of(meta: &std::fs::Metadata) -> Stamp {
         use std::os::unix::fs::MetadataExt;
