@@ -103,7 +103,7 @@ pub(super) fn apply(
     // its open makes it log "cannot read". The reload policy decides, change
     // by change, whether dnsmasq may read the new version at once (rename)
     // or only at the reload (link).
-    let quiet = reloads.hold_reloads();
+    let quiet = shared.not_stalled_while(|| reloads.hold_reloads());
     let mut needs_reload = false;
     let mut risky_change = false;
     let mut wrote = Dirs::default();
@@ -130,6 +130,7 @@ pub(super) fn apply(
             });
             match placed {
                 Ok(how) => {
+                    shared.progress();
                     needs_reload |= how.needs_reload;
                     risky_change |= risky(change.kind, change.old.as_deref(), change.replaces);
                     *wrote.get_mut(change.kind) = true;

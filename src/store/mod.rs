@@ -87,7 +87,8 @@ struct Shared {
     seen_mtimes: Mutex<Dirs<Option<SystemTime>>>,
     index: RwLock<Index>,
     stats: Mutex<WriterStats>,
-    /// What the writer is doing on the filesystem, and since when.
+    /// What the writer is doing on the filesystem, and since when it last
+    /// made progress (see [`Shared::progress`]).
     busy: Mutex<Option<(Instant, &'static str)>>,
     /// When the readiness check of the directories started, while it runs.
     checking: Mutex<Option<Instant>>,
@@ -105,8 +106,31 @@ impl Shared {
         *self.busy.lock_or_recover() = what.map(|w| (Instant::now(), w));
     }
 
-    /// Why the store counts as stalled, when the writer has been busy for
-    /// longer than `after`.
+    /// The writer finished a step of its group (a file put in place, the
+    /// temp files written, the lock taken): the stall clock starts again. A
+    /// group of many changes on a loaded machine may take longer than
+    /// [`STALL_AFTER`] in all; a filesystem that hangs stops every step.
+    fn progress(&self) {
+        if let Some((since, _)) = self.busy.lock_or_recover().as_mut() {
+            *since = Instant::now();
+        }
+    }
+
+    /// Runs `wait`, which waits for something other than the filesystem
+    /// (dnsmasq re-reading the files after a reload), without counting it
+    /// toward a stall: new requests queue meanwhile rather than being
+    /// refused as if the directories hung. The clock starts again after it.
+    fn not_stalled_while<T>(&self, wait: impl FnOnce() -> T) -> T {
+        let what = self.busy.lock_or_recover().take().map(|(_, w)| w);
+        let out = wait();
+        if let Some(w) = what {
+            *self.busy.lock_or_recover() = Some((Instant::now(), w));
+        }
+        out
+    }
+
+    /// Why the store counts as stalled, when the writer has been busy
+    /// without progress for longer than `after`.
     fn stalled(&self, after: Duration) -> Option<String> {
         let (since, what) = (*self.busy.lock_or_recover())?;
         let for_s = since.elapsed();

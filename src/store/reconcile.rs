@@ -62,7 +62,7 @@ pub(super) fn reconcile(
             (kind, file, read.entry, read.stamp)
         })
         .collect();
-    let _quiet = reloads.hold_reloads();
+    let _quiet = shared.not_stalled_while(|| reloads.hold_reloads());
     let mut changes = 0u64;
     let mut reread = 0u64;
     let mut found_need = ReloadNeed::default();

@@ -275,6 +275,7 @@ impl Writer {
             Some(h) => h,
             None => match self.lock_and_catch_up(&mut group) {
                 Ok(locks) => {
+                    self.shared.progress();
                     self.shared
                         .holding
                         .store(true, std::sync::atomic::Ordering::Release);
@@ -295,6 +296,7 @@ impl Writer {
             })
         };
         let mut early = apply::prepare_group(&shared, &mut held.dirs, &self.pool, ops());
+        shared.progress();
         let names = apply::names_touched(&shared, ops());
         for request in requests {
             self.run_request(request, &mut held, &mut group, &mut early, &names);
