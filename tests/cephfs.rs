@@ -1081,10 +1081,8 @@ fn cephfs_node_death_b_keeps_reading_answers_writes_503_and_recovers() {
     }
     // /readyz and /v1/status say so within 3 s, as docs/cephfs.md says: B
     // learns of the death when its writer blocks on what the dead node held,
-    // and counts as stalled once it has made no progress for STALL_AFTER
-    // (2 s; before, the clock ran from the group's start, so time spent
-    // waiting for A's lease before the kill counted too). Until then B is
-    // rightly still ready.
+    // and counts as stalled once that step has made no progress for
+    // STALL_AFTER (2 s). Until then B may rightly still answer ready.
     for p in during("readyz").into_iter().filter(|p| p.at >= 3.0) {
         match &p.answer {
             Ok((503, text)) if p.took <= 6.0 && names_dead_client(text) => {}
