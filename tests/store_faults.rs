@@ -380,13 +380,6 @@ impl ReloadSink for SlowSink {
     fn reload_needed(&self, _reason: &'static str, _risky: bool) -> u64 {
         1
     }
-    fn plan(
-        &self,
-        _index: &Index,
-        change: &PendingChange<'_>,
-    ) -> hostsdir_broker::store::ChangePlan {
-        change.coalesce_plan()
-    }
     fn placed(
         &self,
         _index: &Index,
@@ -434,20 +427,8 @@ async fn a_slow_group_or_a_dnsmasq_re_reading_is_not_a_stall() {
                 .await
         })
     };
-    tokio::time::sleep(Duration::from_millis(2500)).await;
-    assert_eq!(
-        store.stalled(),
-        None,
-        "waiting for dnsmasq counted as a stall"
-    );
-    let second = store
-        .apply(vec![put("b", "52:54:00:00:00:02")], "test")
-        .await;
-    assert!(
-        second.is_ok(),
-        "a write during the re-read: {:?}",
-        second.err()
-    );
+    not_stalled_after_2_5_s(&store, "waiting for dnsmasq").await;
+    write_now(&store, "b", "52:54:00:00:00:02", "during the re-read").await;
     assert!(first.await.unwrap().is_ok());
     held.join().unwrap();
 
@@ -466,22 +447,22 @@ async fn a_slow_group_or_a_dnsmasq_re_reading_is_not_a_stall() {
             })
         })
         .collect();
-    tokio::time::sleep(Duration::from_millis(2500)).await;
-    assert_eq!(
-        store.stalled(),
-        None,
-        "a group making progress counted as a stall"
-    );
+    not_stalled_after_2_5_s(&store, "a group making progress").await;
     *sink.slow_place.lock().unwrap() = Duration::ZERO;
-    let late = store
-        .apply(vec![put("c", "52:54:00:00:00:03")], "test")
-        .await;
-    assert!(
-        late.is_ok(),
-        "a write during the slow group: {:?}",
-        late.err()
-    );
+    write_now(&store, "c", "52:54:00:00:00:03", "during the slow group").await;
     for g in group {
         assert!(g.await.unwrap().is_ok());
     }
+}
+
+/// Past `STALL_AFTER` (2 s) of `what`, the store must not count as stalled.
+async fn not_stalled_after_2_5_s(store: &Store, what: &str) {
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(store.stalled(), None, "{what} counted as a stall");
+}
+
+/// A write sent now is applied (queued behind the slow work, not refused).
+async fn write_now(store: &Store, name: &str, mac: &str, when: &str) {
+    let r = store.apply(vec![put(name, mac)], "test").await;
+    assert!(r.is_ok(), "a write {when}: {:?}", r.err());
 }
