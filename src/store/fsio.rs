@@ -320,28 +320,33 @@ impl Prepared {
 /// Makes dnsmasq on this node read `dir/name` again, without a reload: the
 /// same bytes are written to a new temp file and renamed over it, which
 /// raises `IN_MOVED_TO` (for a file another node wrote, which this node's
-/// inotify never saw). Returns `Ok(false)`, touching nothing, when a legacy
-/// writer holds its lock on the file or the file is no longer the one read
-/// (`expect`).
+/// inotify never saw), and answers the new file's stamp. Returns
+/// `Ok(None)`, touching nothing, when a legacy writer holds its lock on the
+/// file or the file is no longer the one read (`expect`).
 pub(crate) fn reread(
     dir: &Arc<Dir>,
     name: &str,
     bytes: &[u8],
     mode: u32,
     expect: super::Stamp,
-) -> Result<bool, FsError> {
+) -> Result<Option<super::Stamp>, FsError> {
     let _held = match wait_for_legacy_lock(dir, name, Duration::ZERO) {
         Ok(Some(f)) => f,
-        Ok(None) => return Ok(false),
-        Err(e) if e.source.kind() == io::ErrorKind::TimedOut => return Ok(false),
+        Ok(None) => return Ok(None),
+        Err(e) if e.source.kind() == io::ErrorKind::TimedOut => return Ok(None),
         Err(e) => return Err(e),
     };
     let prepared = prepare(dir, name, bytes, mode)?;
     if dir.stamp_of(name)? != expect {
-        return Ok(false);
+        return Ok(None);
     }
+    let written = prepared.stamp;
     prepared.create().map_err(|e| e.error)?;
-    Ok(true)
+    // A rename keeps the stamp: no second `stat` (a round trip on a
+    // network filesystem) unless the prepare could not take it.
+    Ok(Some(
+        written.unwrap_or_else(|| dir.stamp_of(name).unwrap_or(expect)),
+    ))
 }
 
 /// Removes `dir/name` without dnsmasq noticing: rename to a dotfile, unlink.

@@ -99,10 +99,12 @@ pub(super) fn reconcile(
                     return Ok(());
                 };
                 let _watch = shared.nudger.watch();
-                let served = reloads.local_reader()
+                let served = (reloads.local_reader()
                     && !how.needs_reload
-                    && how.placement == Placement::Now
-                    && stamp.is_some_and(|expect| {
+                    && how.placement == Placement::Now)
+                    .then_some(*stamp)
+                    .flatten()
+                    .and_then(|expect| {
                         fsio::reread(
                             &dirs[kind as usize],
                             name.as_str(),
@@ -112,14 +114,12 @@ pub(super) fn reconcile(
                         )
                         .unwrap_or_else(|e| {
                             tracing::warn!("{e}");
-                            false
+                            None
                         })
                     });
-                if served {
+                if let Some(now) = served {
                     reread += 1;
-                    if let Ok(now) = dirs[kind as usize].stamp_of(name.as_str()) {
-                        *stamp = Some(now);
-                    }
+                    *stamp = Some(now);
                 } else {
                     // Perhaps read by dnsmasq, perhaps not: the reload tells.
                     how.placement = Placement::AtReload;
